@@ -1,0 +1,176 @@
+//! The isolate's config cache: reads the active config from the key-value store, compiles
+//! each version once, re-checks the pointer on an interval, and never activates a config
+//! that fails to compile.
+//!
+//! Keys: [`POINTER_KEY`] holds the id of the active version; the version's document is at
+//! [`version_key`]`(id)`. Switching config is one write of the pointer; rollback is moving it
+//! back.
+
+use crate::access_log::event_line;
+use crate::config::{compile, CompiledConfig};
+use crate::platform::{Clock, Kv, Log};
+use serde_json::json;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// The key whose value is the id of the active config version.
+pub const POINTER_KEY: &str = "config:active";
+
+/// The key of a config version's document.
+pub fn version_key(id: &str) -> String {
+    format!("config:version:{id}")
+}
+
+/// What a refresh found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The pointer names the version already active.
+    Unchanged(String),
+    /// A new version compiled and is now active.
+    Activated(String),
+    /// The pointer names a version that does not compile (or is missing); the previous
+    /// config (if any) keeps serving. Holds the version and the number of errors.
+    Rejected(String, usize),
+    /// No pointer key yet.
+    NoPointer,
+    /// The store could not be read; the previous config keeps serving.
+    StoreError(String),
+}
+
+#[derive(Default)]
+struct State {
+    active: Option<Rc<CompiledConfig>>,
+    checked_at: Option<u64>,
+    rejected: Option<String>,
+}
+
+/// The config cache of one isolate. Requests take an `Rc` of the active config and run
+/// entirely on it, even if a newer version is activated while they are in flight.
+pub struct ConfigStore {
+    refresh_ms: u64,
+    state: RefCell<State>,
+}
+
+impl ConfigStore {
+    /// A store that re-reads the pointer at most every `refresh_ms`.
+    pub fn new(refresh_ms: u64) -> Self {
+        ConfigStore {
+            refresh_ms,
+            state: RefCell::new(State::default()),
+        }
+    }
+
+    /// The active config, refreshing first when the interval has passed. `None` when no
+    /// valid config has ever been loaded (the caller answers 503 `no_config`).
+    ///
+    /// While a config is active, one request per interval does the refresh and the others
+    /// keep using the active one without waiting.
+    pub async fn current<P: Kv + Clock + Log>(&self, p: &P) -> Option<Rc<CompiledConfig>> {
+        let now = p.now_ms();
+        let (active, due) = {
+            let s = self.state.borrow();
+            let due = match s.checked_at {
+                None => true,
+                Some(t) => now < t || now - t >= self.refresh_ms,
+            };
+            (s.active.clone(), due)
+        };
+        if !due {
+            return active;
+        }
+        if active.is_some() {
+            self.state.borrow_mut().checked_at = Some(now);
+        }
+        self.refresh(p).await;
+        self.state.borrow().active.clone()
+    }
+
+    /// The active config without refreshing.
+    pub fn active(&self) -> Option<Rc<CompiledConfig>> {
+        self.state.borrow().active.clone()
+    }
+
+    /// Reads the pointer now and activates the version it names if that compiles. Logs an
+    /// event for every change and every rejection (once per rejected version).
+    pub async fn refresh<P: Kv + Clock + Log>(&self, p: &P) -> RefreshOutcome {
+        let outcome = self.refresh_inner(p).await;
+        self.state.borrow_mut().checked_at = Some(p.now_ms());
+        outcome
+    }
+
+    async fn refresh_inner<P: Kv + Clock + Log>(&self, p: &P) -> RefreshOutcome {
+        let pointer = match p.get_text(POINTER_KEY).await {
+            Ok(Some(v)) => v.trim().to_string(),
+            Ok(None) => return RefreshOutcome::NoPointer,
+            Err(e) => {
+                p.log_line(&event_line(
+                    "config_store_error",
+                    p.now_ms(),
+                    json!({"key": POINTER_KEY, "error": e.0}),
+                ));
+                return RefreshOutcome::StoreError(e.0);
+            }
+        };
+        {
+            let s = self.state.borrow();
+            if s.active.as_ref().is_some_and(|a| a.version() == pointer) {
+                return RefreshOutcome::Unchanged(pointer);
+            }
+            if s.rejected.as_deref() == Some(pointer.as_str()) {
+                return RefreshOutcome::Rejected(pointer, 0);
+            }
+        }
+        let key = version_key(&pointer);
+        let text = match p.get_text(&key).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                p.log_line(&event_line("config_rejected", p.now_ms(), json!({
+                    "version": pointer, "errors": [{"path": "$", "message": format!("no config document at key {key:?}")}],
+                    "serving": self.active_version(),
+                })));
+                self.state.borrow_mut().rejected = Some(pointer.clone());
+                return RefreshOutcome::Rejected(pointer, 1);
+            }
+            Err(e) => {
+                p.log_line(&event_line(
+                    "config_store_error",
+                    p.now_ms(),
+                    json!({"key": key, "error": e.0}),
+                ));
+                return RefreshOutcome::StoreError(e.0);
+            }
+        };
+        match compile(&text, &pointer) {
+            Ok(cfg) => {
+                let mut s = self.state.borrow_mut();
+                let previous = s.active.as_ref().map(|a| a.version().to_string());
+                s.active = Some(Rc::new(cfg));
+                s.rejected = None;
+                drop(s);
+                p.log_line(&event_line(
+                    "config_activated",
+                    p.now_ms(),
+                    json!({"version": pointer, "previous": previous}),
+                ));
+                RefreshOutcome::Activated(pointer)
+            }
+            Err(errors) => {
+                let n = errors.0.len();
+                let shown: Vec<_> = errors.0.iter().take(50).collect();
+                p.log_line(&event_line("config_rejected", p.now_ms(), json!({
+                    "version": pointer, "error_count": n, "errors": shown, "serving": self.active_version(),
+                })));
+                self.state.borrow_mut().rejected = Some(pointer.clone());
+                RefreshOutcome::Rejected(pointer, n)
+            }
+        }
+    }
+
+    fn active_version(&self) -> Option<String> {
+        self.state
+            .borrow()
+            .active
+            .as_ref()
+            .map(|a| a.version().to_string())
+    }
+}

@@ -1,0 +1,473 @@
+//! The pipeline driver: one request through the stages, in a fixed order.
+//!
+//! | # | stage | decides | on failure |
+//! |---|-------|---------|-----------|
+//! | 1 | ids | request id (kept or new), `traceparent` (propagated or new) | — |
+//! | 2 | config | the config version the whole request runs on | 503 `no_config` |
+//! | 3 | path check | absolute path, no dot segments (also `%2e`-encoded) | 400 `invalid_path` |
+//! | 4 | route | API, version, environment, route, pool, upstream path | 404 / 405 + `Allow` |
+//! | 5 | upstream request | header hygiene, forwarding headers, ids | — |
+//! | 6 | upstream | instance choice, timeout, failover on connect errors | 502 / 504 |
+//! | 7 | response | hop-by-hop removal, `X-Request-ID`, access log | — |
+//!
+//! Later stages (authentication, authorization, rate limits, cache, transforms, breakers)
+//! slot in between 4 and 5 as functions returning [`Flow`]. Each stage that ends a request
+//! returns a [`LocalReply`]; the driver renders it once, as problem+json, and logs it.
+
+use crate::access_log::{rfc3339_ms, AccessLogRecord};
+use crate::config::{CompiledConfig, ResolvedRoute};
+use crate::config_store::ConfigStore;
+use crate::headers::{is_spoofable, remove_hop_by_hop, set_forwarding, ClientHop, HeaderList};
+use crate::platform::{Platform, UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::problem::{ErrorCode, LocalReply, PROBLEM_CONTENT_TYPE};
+use crate::route::{normalize_host, QueryView, RouteMiss, RouteRequest};
+use crate::trace::{self, RANDOM_BYTES};
+use std::rc::Rc;
+
+/// A stage's verdict: let the request go on, or answer it now.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on to the next stage.
+    Continue,
+    /// End the request with this reply.
+    Reply(LocalReply),
+}
+
+/// A request's head as the host hands it to the core.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// Method, as sent.
+    pub method: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The `Host` (with port, if any).
+    pub host: String,
+    /// Raw path, percent-encoded as received.
+    pub path: String,
+    /// Raw query without `?`, if any.
+    pub query: Option<String>,
+    /// Request headers.
+    pub headers: HeaderList,
+    /// The client's address, as the platform reports it.
+    pub client_ip: Option<String>,
+}
+
+/// The answer to the client.
+#[derive(Debug)]
+pub enum ResponseBody<B> {
+    /// The backend's body, streamed through.
+    Upstream(B),
+    /// A body the gateway made (problem+json).
+    Bytes(Vec<u8>),
+}
+
+/// A response head and body for the host to send.
+#[derive(Debug)]
+pub struct GatewayResponse<B> {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderList,
+    /// Body.
+    pub body: ResponseBody<B>,
+}
+
+/// Settings that come from the deployment rather than the config document.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeSettings {
+    /// How often an isolate re-reads the config pointer, in ms.
+    pub config_refresh_ms: u64,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            config_refresh_ms: 5_000,
+        }
+    }
+}
+
+/// The gateway of one isolate: the config cache and the pipeline.
+pub struct Gateway {
+    store: ConfigStore,
+}
+
+/// What the driver learns about a request as it goes, for the access log.
+struct Trail {
+    request_id: String,
+    trace_id: String,
+    config_version: Option<String>,
+    route: Option<(String, String, Option<String>, String)>,
+    upstream: Option<String>,
+    attempts: u32,
+    backend_ms: Option<u64>,
+}
+
+impl Gateway {
+    /// A gateway with an empty config cache.
+    pub fn new(settings: RuntimeSettings) -> Self {
+        Gateway {
+            store: ConfigStore::new(settings.config_refresh_ms),
+        }
+    }
+
+    /// The config cache (the scheduled handler refreshes it; admin reads it).
+    pub fn config_store(&self) -> &ConfigStore {
+        &self.store
+    }
+
+    /// Runs one request through the pipeline and returns the response to send.
+    ///
+    /// Never fails: every failure becomes a problem+json reply, and exactly one access-log
+    /// line is written per request.
+    pub async fn handle<P: Platform>(
+        &self,
+        p: &P,
+        req: RequestHead,
+        body: P::Body,
+    ) -> GatewayResponse<P::Body> {
+        let start_ms = p.now_ms();
+        let mut random = [0u8; RANDOM_BYTES];
+        p.fill(&mut random);
+        let (rid_bytes, trace_bytes) = random.split_at(16);
+        let request_id = trace::request_id(
+            req.headers.get("x-request-id"),
+            rid_bytes.try_into().unwrap_or(&[0; 16]),
+        );
+        let traceparent = trace::traceparent(
+            req.headers.get("traceparent"),
+            trace_bytes.try_into().unwrap_or(&[0; 24]),
+        );
+        let mut trail = Trail {
+            request_id,
+            trace_id: traceparent.get(3..35).unwrap_or_default().to_string(),
+            config_version: None,
+            route: None,
+            upstream: None,
+            attempts: 0,
+            backend_ms: None,
+        };
+
+        let outcome = match self.store.current(p).await {
+            None => Err(LocalReply::new(
+                ErrorCode::NoConfig,
+                "no valid config has been loaded",
+            )),
+            Some(config) => {
+                trail.config_version = Some(config.version().to_string());
+                self.proxy(p, &config, &req, body, &traceparent, &mut trail)
+                    .await
+            }
+        };
+
+        let bytes_in = req
+            .headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse().ok());
+        let (response, error) = match outcome {
+            Ok(resp) => (resp, None),
+            Err(reply) => (local_response(&reply, &trail.request_id), Some(reply)),
+        };
+        let record = AccessLogRecord {
+            kind: "access",
+            time: rfc3339_ms(start_ms),
+            request_id: trail.request_id.clone(),
+            trace_id: trail.trace_id.clone(),
+            method: req.method.clone(),
+            host: req.host.clone(),
+            path: req.path.clone(),
+            client_ip: req.client_ip.clone(),
+            route: trail.route.as_ref().map(|r| r.1.clone()),
+            api: trail.route.as_ref().map(|r| r.0.clone()),
+            version: trail.route.as_ref().and_then(|r| r.2.clone()),
+            environment: trail.route.as_ref().map(|r| r.3.clone()),
+            status: response.status,
+            error_code: error.as_ref().map(|e| e.code.as_str()),
+            error_detail: error.map(|e| e.log_detail).filter(|d| !d.is_empty()),
+            bytes_in,
+            bytes_out: response
+                .headers
+                .get("content-length")
+                .and_then(|v| v.trim().parse().ok()),
+            upstream: trail.upstream.clone(),
+            attempts: trail.attempts,
+            gateway_ms: p
+                .now_ms()
+                .saturating_sub(start_ms)
+                .saturating_sub(trail.backend_ms.unwrap_or(0)),
+            backend_ms: trail.backend_ms,
+            config_version: trail.config_version.clone(),
+        };
+        p.log_line(&record.to_line());
+        response
+    }
+
+    async fn proxy<P: Platform>(
+        &self,
+        p: &P,
+        config: &Rc<CompiledConfig>,
+        req: &RequestHead,
+        body: P::Body,
+        traceparent: &str,
+        trail: &mut Trail,
+    ) -> Result<GatewayResponse<P::Body>, LocalReply> {
+        let RequestHead {
+            method,
+            scheme,
+            host,
+            path,
+            query,
+            headers,
+            client_ip,
+        } = req;
+        let query = query.as_deref();
+        check_path(path)?;
+
+        let host_key = normalize_host(host);
+        let route_req = RouteRequest {
+            method,
+            host: &host_key,
+            path,
+            headers,
+            query: QueryView::new(query.unwrap_or("")),
+        };
+        let resolved = config.resolve(&route_req).map_err(|miss| match miss {
+            RouteMiss::NotFound => LocalReply::new(ErrorCode::RouteNotFound, ""),
+            RouteMiss::MethodNotAllowed(allowed) => {
+                let allow = allowed.allow_header();
+                LocalReply::new(ErrorCode::MethodNotAllowed, "")
+                    .with_public_detail(format!("allowed methods: {allow}"))
+                    .with_header("allow", allow)
+            }
+        })?;
+        trail.route = Some((
+            resolved.api.name.clone(),
+            resolved.route.name.clone(),
+            resolved.version.map(str::to_string),
+            resolved.environment.to_string(),
+        ));
+
+        // (Later stages go here: authentication, authorization, rate limits, cache.)
+
+        let upstream_headers = upstream_headers(
+            config,
+            headers,
+            scheme,
+            host,
+            client_ip.as_deref(),
+            &trail.request_id,
+            traceparent,
+        );
+        let content_length = headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let mut response = send_with_failover(
+            p,
+            &resolved,
+            method,
+            query,
+            upstream_headers,
+            content_length,
+            body,
+            trail,
+        )
+        .await?;
+
+        remove_hop_by_hop(&mut response.headers);
+        response
+            .headers
+            .set("x-request-id", trail.request_id.clone());
+        Ok(GatewayResponse {
+            status: response.status,
+            headers: response.headers,
+            body: ResponseBody::Upstream(response.body),
+        })
+    }
+}
+
+/// Rejects request targets a backend could read differently from the router: no leading
+/// `/`, or a `.`/`..` segment, literal or percent-encoded.
+fn check_path(path: &str) -> Result<(), LocalReply> {
+    if !path.starts_with('/') {
+        return Err(LocalReply::new(
+            ErrorCode::InvalidPath,
+            "path does not start with '/'",
+        ));
+    }
+    for seg in path[1..].split('/') {
+        let lower = seg.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(LocalReply::new(
+                ErrorCode::InvalidPath,
+                format!("dot segment {seg:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The headers sent upstream: the client's, minus hop-by-hop and spoofable fields, plus
+/// forwarding headers, the request id and the trace context.
+fn upstream_headers(
+    config: &CompiledConfig,
+    client: &HeaderList,
+    scheme: &str,
+    host: &str,
+    client_ip: Option<&str>,
+    request_id: &str,
+    traceparent: &str,
+) -> HeaderList {
+    let settings = config.settings();
+    let (prior_for, prior_fwd) = if settings.trust_forwarded {
+        (
+            client.get("x-forwarded-for").map(str::to_string),
+            client.get("forwarded").map(str::to_string),
+        )
+    } else {
+        (None, None)
+    };
+    let mut h = client.clone();
+    remove_hop_by_hop(&mut h);
+    h.remove_where(|n| {
+        n == "host"
+            || n == "content-length"
+            || n == "traceparent"
+            || n == "x-request-id"
+            || is_spoofable(n, &settings.strip_request_headers)
+    });
+    set_forwarding(
+        &mut h,
+        ClientHop {
+            client_ip,
+            proto: scheme,
+            host,
+        },
+        prior_for.as_deref(),
+        prior_fwd.as_deref(),
+    );
+    h.set("x-request-id", request_id);
+    h.set("traceparent", traceparent);
+    h
+}
+
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+    )
+}
+
+/// Sends to the pool: the balancer's pick first, then (idempotent methods, failover on, body
+/// replayable) each other instance once on connection failure. A timeout is never retried.
+#[allow(clippy::too_many_arguments)]
+async fn send_with_failover<P: Platform>(
+    p: &P,
+    resolved: &ResolvedRoute<'_>,
+    method: &str,
+    query: Option<&str>,
+    headers: HeaderList,
+    content_length: Option<u64>,
+    body: P::Body,
+    trail: &mut Trail,
+) -> Result<UpstreamResponse<P::Body>, LocalReply> {
+    let pool = resolved.pool;
+    let policy = resolved.route.upstream;
+    let failover = policy.failover && is_idempotent(method) && pool.instances().len() > 1;
+
+    let mut body = Some(body);
+    if failover {
+        if let (Some(len @ 1..), Some(b)) = (content_length, body.as_ref()) {
+            if len <= policy.replay_buffer_bytes && p.try_clone_body(b).is_none() {
+                let taken = body.take().unwrap_or_else(|| p.empty_body());
+                body = Some(
+                    p.buffer_body(taken, policy.replay_buffer_bytes)
+                        .await
+                        .map_err(|e| {
+                            LocalReply::new(
+                                ErrorCode::InvalidRequestBody,
+                                format!("buffering for failover: {e}"),
+                            )
+                        })?,
+                );
+            }
+        }
+    }
+
+    let first = pool.pick(p.next_u64());
+    let order: Vec<usize> = if failover {
+        std::iter::once(first)
+            .chain(pool.failover_order(first))
+            .collect()
+    } else {
+        vec![first]
+    };
+    let mut request = UpstreamRequest {
+        method: method.to_string(),
+        url: String::new(),
+        headers,
+        content_length,
+        timeout_ms: resolved.timeout_ms,
+    };
+    let mut failures = Vec::new();
+    for (k, &idx) in order.iter().enumerate() {
+        let instance = &pool.instances()[idx];
+        request.url = instance.url.join(&resolved.upstream_path, query);
+        let is_last = k + 1 == order.len();
+        let Some(current) = body.take() else { break };
+        let this_body = if is_last {
+            current
+        } else {
+            match p.try_clone_body(&current) {
+                Some(copy) => {
+                    body = Some(current);
+                    copy
+                }
+                None => current, // a stream can be sent once: this is the last attempt
+            }
+        };
+        trail.attempts += 1;
+        trail.upstream = Some(instance.url.as_str().to_string());
+        let sent_at = p.now_ms();
+        let result = p.send(&request, this_body).await;
+        *trail.backend_ms.get_or_insert(0) += p.now_ms().saturating_sub(sent_at);
+        match result {
+            Ok(resp) => return Ok(resp),
+            Err(UpstreamError::Timeout) => {
+                return Err(LocalReply::new(
+                    ErrorCode::UpstreamTimeout,
+                    format!(
+                        "{} gave no response head within {} ms",
+                        instance.url.as_str(),
+                        resolved.timeout_ms
+                    ),
+                ))
+            }
+            Err(UpstreamError::Connect(detail)) => {
+                failures.push(format!("{}: {detail}", instance.url.as_str()))
+            }
+        }
+    }
+    Err(LocalReply::new(
+        ErrorCode::UpstreamUnreachable,
+        failures.join("; "),
+    ))
+}
+
+/// The response for a local reply: problem+json with the request id.
+fn local_response<B>(reply: &LocalReply, request_id: &str) -> GatewayResponse<B> {
+    let body = reply.render(request_id);
+    let mut headers = HeaderList::new();
+    headers.set("content-type", PROBLEM_CONTENT_TYPE);
+    headers.set("content-length", body.len().to_string());
+    headers.set("cache-control", "no-store");
+    headers.set("x-request-id", request_id);
+    for (n, v) in &reply.headers {
+        headers.set(n, v.clone());
+    }
+    GatewayResponse {
+        status: reply.code.status(),
+        headers,
+        body: ResponseBody::Bytes(body),
+    }
+}

@@ -1,0 +1,121 @@
+//! The platform traits: everything the core asks of the host (Workers, Spin, or the fake).
+//!
+//! "Name the data, let the driver fetch it, then decide": stages never do I/O; the pipeline
+//! driver calls these traits. No `Send` bounds: both hosts are single-threaded.
+#![allow(async_fn_in_trait)]
+
+use crate::headers::HeaderList;
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+pub trait Clock {
+    /// Now. On Workers this is `Date.now()`, which advances only across I/O in production.
+    fn now_ms(&self) -> u64;
+}
+
+/// Randomness for ids (request ids, trace ids) and random load balancing.
+pub trait Random {
+    /// Fills `buf` with random bytes. Must not fail (hosts use their CSPRNG).
+    fn fill(&self, buf: &mut [u8]);
+
+    /// A uniform random `u64`.
+    fn next_u64(&self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill(&mut b);
+        u64::from_le_bytes(b)
+    }
+}
+
+/// Structured log output: one JSON object per line (Workers Logs / Logpush, Spin stdout).
+pub trait Log {
+    /// Writes one line (already JSON).
+    fn log_line(&self, line: &str);
+}
+
+/// A failure of the platform itself (KV unreachable, body stream broken), with detail for
+/// the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformError(pub String);
+
+impl std::fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Read access to the key-value store that holds config (Workers KV, Spin key-value).
+pub trait Kv {
+    /// The value of `key` as text, `None` if absent.
+    ///
+    /// Errors: the store could not be reached.
+    async fn get_text(&self, key: &str) -> Result<Option<String>, PlatformError>;
+}
+
+/// A request the core wants sent to a backend instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRequest {
+    /// Method, as the client sent it.
+    pub method: String,
+    /// Absolute URL of the instance, path and query.
+    pub url: String,
+    /// Headers to send (already cleaned; no `host`, no `content-length`).
+    pub headers: HeaderList,
+    /// The request body length when the client declared one.
+    pub content_length: Option<u64>,
+    /// Give up waiting for response headers after this long.
+    pub timeout_ms: u64,
+}
+
+/// A backend's response head with its (unread) body.
+#[derive(Debug)]
+pub struct UpstreamResponse<B> {
+    /// Status code.
+    pub status: u16,
+    /// Response headers as received.
+    pub headers: HeaderList,
+    /// The body, streamed through untouched.
+    pub body: B,
+}
+
+/// Why an upstream attempt produced no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The connection failed or broke before response headers (safe to retry for
+    /// idempotent methods). Detail for the log.
+    Connect(String),
+    /// No response headers within the timeout (not retried: the backend may be working on it).
+    Timeout,
+}
+
+/// Sending requests upstream. `Body` is the host's body type; the core never reads it, so
+/// bodies stream through in both directions.
+pub trait Upstream {
+    /// The host's request/response body (a stream, bytes, or nothing).
+    type Body;
+
+    /// Sends one request and waits for the response head, at most `req.timeout_ms`.
+    ///
+    /// Errors: [`UpstreamError::Connect`] if no response head arrived because of the
+    /// connection, [`UpstreamError::Timeout`] if the timeout passed first.
+    async fn send(
+        &self,
+        req: &UpstreamRequest,
+        body: Self::Body,
+    ) -> Result<UpstreamResponse<Self::Body>, UpstreamError>;
+
+    /// A copy of `body` that can be sent again, if the body is in memory (empty or
+    /// buffered); `None` for a stream.
+    fn try_clone_body(&self, body: &Self::Body) -> Option<Self::Body>;
+
+    /// Reads a streamed body into memory so it can be replayed; at most `limit` bytes.
+    ///
+    /// Errors: the stream broke, or it is longer than `limit`.
+    async fn buffer_body(&self, body: Self::Body, limit: u64) -> Result<Self::Body, PlatformError>;
+
+    /// A body for a request that has none.
+    fn empty_body(&self) -> Self::Body;
+}
+
+/// Everything the pipeline needs from a host.
+pub trait Platform: Clock + Random + Log + Kv + Upstream {}
+
+impl<T: Clock + Random + Log + Kv + Upstream> Platform for T {}

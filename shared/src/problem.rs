@@ -1,0 +1,210 @@
+//! One table from gateway errors to HTTP answers (RFC 9457 `application/problem+json`).
+//!
+//! Everything the gateway answers itself goes through [`LocalReply::render`]. The client sees a
+//! stable `code`, a fixed title, the request id and, only where it is safe, a public detail;
+//! the internal detail (upstream addresses, parse errors) goes to the log only.
+
+use serde::Serialize;
+
+/// The stable error codes of replies the gateway makes itself.
+///
+/// The string of each code (`as_str`) is part of the public API: clients and dashboards key on
+/// it, so a code is never renamed, only added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// No route matches the request's path (and host, headers, query).
+    RouteNotFound,
+    /// A route matches the path but not the method; the reply carries `Allow`.
+    MethodNotAllowed,
+    /// The request target is not an absolute path, or contains dot segments.
+    InvalidPath,
+    /// The request body could not be read (client aborted, or it was larger than it said).
+    InvalidRequestBody,
+    /// No valid config has been loaded yet in this isolate.
+    NoConfig,
+    /// Every instance tried failed to connect, or the connection broke before a response.
+    UpstreamUnreachable,
+    /// The backend did not send response headers within the route's timeout.
+    UpstreamTimeout,
+    /// A bug or an unexpected platform failure; details are in the log.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The stable code string sent as the problem's `code` member.
+    pub fn as_str(self) -> &'static str {
+        self.entry().0
+    }
+
+    /// The HTTP status the code is answered with.
+    pub fn status(self) -> u16 {
+        self.entry().1
+    }
+
+    /// The human title of the problem type (constant per code, as RFC 9457 asks).
+    pub fn title(self) -> &'static str {
+        self.entry().2
+    }
+
+    fn entry(self) -> (&'static str, u16, &'static str) {
+        match self {
+            ErrorCode::RouteNotFound => ("route_not_found", 404, "No route matches this request"),
+            ErrorCode::MethodNotAllowed => (
+                "method_not_allowed",
+                405,
+                "The route does not accept this method",
+            ),
+            ErrorCode::InvalidPath => ("invalid_path", 400, "The request path is not valid"),
+            ErrorCode::InvalidRequestBody => (
+                "invalid_request_body",
+                400,
+                "The request body could not be read",
+            ),
+            ErrorCode::NoConfig => (
+                "no_config",
+                503,
+                "The gateway has no valid configuration yet",
+            ),
+            ErrorCode::UpstreamUnreachable => (
+                "upstream_unreachable",
+                502,
+                "The backend could not be reached",
+            ),
+            ErrorCode::UpstreamTimeout => (
+                "upstream_timeout",
+                504,
+                "The backend did not answer in time",
+            ),
+            ErrorCode::InternalError => ("internal_error", 500, "Internal gateway error"),
+        }
+    }
+
+    /// Every code, for documentation and tests.
+    pub const ALL: [ErrorCode; 8] = [
+        ErrorCode::RouteNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::InvalidPath,
+        ErrorCode::InvalidRequestBody,
+        ErrorCode::NoConfig,
+        ErrorCode::UpstreamUnreachable,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::InternalError,
+    ];
+}
+
+/// An answer the gateway makes itself instead of proxying (Envoy's `sendLocalReply`).
+///
+/// Built by any stage that ends a request; rendered once by the driver, which adds the request
+/// id. `log_detail` is for operators and never reaches the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// What went wrong, as a stable code.
+    pub code: ErrorCode,
+    /// A detail that is safe to show the client (for example the allowed methods).
+    pub public_detail: Option<String>,
+    /// Internal detail for the access log only (addresses, parse errors).
+    pub log_detail: String,
+    /// Extra response headers (for example `Allow` on 405).
+    pub headers: Vec<(String, String)>,
+}
+
+impl LocalReply {
+    /// A reply with no public detail and no extra headers.
+    pub fn new(code: ErrorCode, log_detail: impl Into<String>) -> Self {
+        LocalReply {
+            code,
+            public_detail: None,
+            log_detail: log_detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a detail that the client may see.
+    pub fn with_public_detail(mut self, detail: impl Into<String>) -> Self {
+        self.public_detail = Some(detail.into());
+        self
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// The problem+json body for this reply, naming the request id.
+    ///
+    /// Never fails: every member is a plain string or number.
+    pub fn render(&self, request_id: &str) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Problem<'a> {
+            #[serde(rename = "type")]
+            kind: String,
+            title: &'static str,
+            status: u16,
+            code: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<&'a str>,
+            request_id: &'a str,
+        }
+        let problem = Problem {
+            kind: format!("urn:edgegate:problem:{}", self.code.as_str()),
+            title: self.code.title(),
+            status: self.code.status(),
+            code: self.code.as_str(),
+            detail: self.public_detail.as_deref(),
+            request_id,
+        };
+        serde_json::to_vec(&problem).unwrap_or_default()
+    }
+}
+
+/// The media type of every reply the gateway makes itself.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_statuses_are_errors() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate {}", code.as_str());
+            assert!(
+                code.status() >= 400,
+                "{} is not an error status",
+                code.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn render_hides_log_detail() {
+        let reply = LocalReply::new(
+            ErrorCode::UpstreamUnreachable,
+            "connect 10.0.0.7:8080 refused",
+        );
+        let body: serde_json::Value = serde_json::from_slice(&reply.render("req-1")).unwrap();
+        assert_eq!(body["status"], 502);
+        assert_eq!(body["code"], "upstream_unreachable");
+        assert_eq!(body["request_id"], "req-1");
+        assert_eq!(body["type"], "urn:edgegate:problem:upstream_unreachable");
+        assert!(body.get("detail").is_none());
+        assert!(!String::from_utf8(reply.render("x"))
+            .unwrap()
+            .contains("10.0.0.7"));
+    }
+
+    #[test]
+    fn public_detail_is_shown() {
+        let reply = LocalReply::new(ErrorCode::MethodNotAllowed, "")
+            .with_public_detail("allowed: GET, HEAD")
+            .with_header("allow", "GET, HEAD");
+        let body: serde_json::Value = serde_json::from_slice(&reply.render("r")).unwrap();
+        assert_eq!(body["detail"], "allowed: GET, HEAD");
+        assert_eq!(
+            reply.headers,
+            vec![("allow".to_string(), "GET, HEAD".to_string())]
+        );
+    }
+}

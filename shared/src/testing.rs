@@ -1,0 +1,200 @@
+//! An in-memory platform for pipeline tests and benchmarks (feature `testing`): a manual
+//! clock, deterministic randomness, a map for KV, captured log lines and a scripted upstream.
+
+use crate::headers::HeaderList;
+use crate::platform::{
+    Clock, Kv, Log, PlatformError, Random, Upstream, UpstreamError, UpstreamRequest,
+    UpstreamResponse,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+/// A body in the fake platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FakeBody {
+    /// No body.
+    Empty,
+    /// A body in memory (replayable).
+    Bytes(Vec<u8>),
+    /// A body that can be read once (like a network stream).
+    Stream(Vec<u8>),
+}
+
+impl FakeBody {
+    /// The bytes, whatever the kind.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            FakeBody::Empty => &[],
+            FakeBody::Bytes(b) | FakeBody::Stream(b) => b,
+        }
+    }
+}
+
+/// What the scripted upstream does for one request.
+pub type UpstreamScript = Box<
+    dyn Fn(
+        &UpstreamRequest,
+        &FakeBody,
+        &FakePlatform,
+    ) -> Result<UpstreamResponse<FakeBody>, UpstreamError>,
+>;
+
+/// The fake host. Build with [`FakePlatform::new`], script the upstream with
+/// [`FakePlatform::on_upstream`], seed KV with [`FakePlatform::kv_put`].
+pub struct FakePlatform {
+    now: Cell<u64>,
+    seed: Cell<u64>,
+    kv: RefCell<HashMap<String, String>>,
+    kv_down: Cell<bool>,
+    kv_reads: Cell<u32>,
+    logs: RefCell<Vec<String>>,
+    script: RefCell<Option<UpstreamScript>>,
+    sent: RefCell<Vec<(UpstreamRequest, FakeBody)>>,
+}
+
+impl Default for FakePlatform {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakePlatform {
+    /// A platform at time 1,700,000,000,000 ms whose upstream answers 200 with an empty body.
+    pub fn new() -> Self {
+        FakePlatform {
+            now: Cell::new(1_700_000_000_000),
+            seed: Cell::new(0x9e37_79b9_7f4a_7c15),
+            kv: RefCell::new(HashMap::new()),
+            kv_down: Cell::new(false),
+            kv_reads: Cell::new(0),
+            logs: RefCell::new(Vec::new()),
+            script: RefCell::new(None),
+            sent: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, ms: u64) {
+        self.now.set(self.now.get() + ms);
+    }
+
+    /// Sets a KV value.
+    pub fn kv_put(&self, key: &str, value: &str) {
+        self.kv
+            .borrow_mut()
+            .insert(key.to_string(), value.to_string());
+    }
+
+    /// Makes KV reads fail (true) or work (false).
+    pub fn set_kv_down(&self, down: bool) {
+        self.kv_down.set(down);
+    }
+
+    /// How many KV reads were made.
+    pub fn kv_reads(&self) -> u32 {
+        self.kv_reads.get()
+    }
+
+    /// Scripts the upstream.
+    pub fn on_upstream(
+        &self,
+        f: impl Fn(
+                &UpstreamRequest,
+                &FakeBody,
+                &FakePlatform,
+            ) -> Result<UpstreamResponse<FakeBody>, UpstreamError>
+            + 'static,
+    ) {
+        *self.script.borrow_mut() = Some(Box::new(f));
+    }
+
+    /// The requests sent upstream so far, with their bodies.
+    pub fn sent(&self) -> Vec<(UpstreamRequest, FakeBody)> {
+        self.sent.borrow().clone()
+    }
+
+    /// Takes the log lines written so far.
+    pub fn take_logs(&self) -> Vec<String> {
+        std::mem::take(&mut self.logs.borrow_mut())
+    }
+
+    /// A 200 response with these headers and body.
+    pub fn ok(headers: &[(&str, &str)], body: &[u8]) -> UpstreamResponse<FakeBody> {
+        UpstreamResponse {
+            status: 200,
+            headers: HeaderList::from_pairs(headers.iter().map(|(n, v)| (*n, v.to_string()))),
+            body: FakeBody::Stream(body.to_vec()),
+        }
+    }
+}
+
+impl Clock for FakePlatform {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+}
+
+impl Random for FakePlatform {
+    fn fill(&self, buf: &mut [u8]) {
+        for b in buf {
+            // xorshift64*: deterministic, good enough for ids in tests.
+            let mut x = self.seed.get();
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.seed.set(x);
+            *b = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8;
+        }
+    }
+}
+
+impl Log for FakePlatform {
+    fn log_line(&self, line: &str) {
+        self.logs.borrow_mut().push(line.to_string());
+    }
+}
+
+impl Kv for FakePlatform {
+    async fn get_text(&self, key: &str) -> Result<Option<String>, PlatformError> {
+        self.kv_reads.set(self.kv_reads.get() + 1);
+        if self.kv_down.get() {
+            return Err(PlatformError("kv unreachable".into()));
+        }
+        Ok(self.kv.borrow().get(key).cloned())
+    }
+}
+
+impl Upstream for FakePlatform {
+    type Body = FakeBody;
+
+    async fn send(
+        &self,
+        req: &UpstreamRequest,
+        body: FakeBody,
+    ) -> Result<UpstreamResponse<FakeBody>, UpstreamError> {
+        self.sent.borrow_mut().push((req.clone(), body.clone()));
+        let script = self.script.borrow();
+        match script.as_ref() {
+            Some(f) => f(req, &body, self),
+            None => Ok(FakePlatform::ok(&[], b"")),
+        }
+    }
+
+    fn try_clone_body(&self, body: &FakeBody) -> Option<FakeBody> {
+        match body {
+            FakeBody::Stream(_) => None,
+            other => Some(other.clone()),
+        }
+    }
+
+    async fn buffer_body(&self, body: FakeBody, limit: u64) -> Result<FakeBody, PlatformError> {
+        if body.bytes().len() as u64 > limit {
+            return Err(PlatformError("body longer than declared".into()));
+        }
+        Ok(FakeBody::Bytes(body.bytes().to_vec()))
+    }
+
+    fn empty_body(&self) -> FakeBody {
+        FakeBody::Empty
+    }
+}
