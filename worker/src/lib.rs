@@ -1,1 +1,62 @@
+//! # edgegate on Cloudflare Workers
+//!
+//! The fetch handler turns the runtime's request into the core's [`RequestHead`] and body,
+//! runs the core pipeline, and turns its answer back into a response; the scheduled (cron)
+//! handler refreshes the config. Everything that decides lives in `edgegate-core`; this crate
+//! only implements the platform traits ([`platform::WorkerPlatform`]).
+//!
+//! Bindings (wrangler.toml): KV namespace `EDGEGATE_CONFIG` (config pointer and versions), var
+//! `EDGEGATE_CONFIG_REFRESH_MS` (how often an isolate re-reads the pointer, default 5000).
 
+mod body;
+mod convert;
+mod platform;
+
+use edgegate_core::access_log::event_line;
+use edgegate_core::pipeline::{Gateway, RuntimeSettings};
+use platform::WorkerPlatform;
+use std::rc::Rc;
+use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
+
+thread_local! {
+    // One gateway per isolate: its config cache and balancer state live as long as the isolate.
+    static GATEWAY: std::cell::OnceCell<Rc<Gateway>> = const { std::cell::OnceCell::new() };
+}
+
+fn gateway(env: &Env) -> Rc<Gateway> {
+    GATEWAY.with(|g| {
+        g.get_or_init(|| {
+            let refresh = env
+                .var("EDGEGATE_CONFIG_REFRESH_MS")
+                .ok()
+                .and_then(|v| v.to_string().parse().ok())
+                .unwrap_or(RuntimeSettings::default().config_refresh_ms);
+            Rc::new(Gateway::new(RuntimeSettings { config_refresh_ms: refresh }))
+        })
+        .clone()
+    })
+}
+
+/// Every request: convert, run the pipeline, convert back. Errors only if the runtime
+/// refuses to build the response (a bug); the pipeline itself never fails.
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let platform = WorkerPlatform::new(&env);
+    let (head, body) = convert::inbound(&req)?;
+    let response = gateway(&env).handle(&platform, head, body).await;
+    convert::outbound(response)
+}
+
+/// Cron: re-read the config pointer now, so every isolate that runs the cron picks up a new
+/// version (or logs why it did not) without waiting for a request.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let platform = WorkerPlatform::new(&env);
+    let outcome = gateway(&env).config_store().refresh(&platform).await;
+    let line = event_line(
+        "config_check",
+        worker::Date::now().as_millis(),
+        serde_json::json!({"cron": event.cron(), "outcome": format!("{outcome:?}")}),
+    );
+    worker::console_log!("{}", line);
+}
