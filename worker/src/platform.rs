@@ -85,8 +85,16 @@ impl Upstream for WorkerPlatform {
         init.set_headers(&js_headers(&req.headers).map_err(connect)?.into());
         // A gateway passes redirects back to the client; it never follows them itself.
         init.set_redirect(web_sys::RequestRedirect::Manual);
-        if let Some(b) = body.as_js() {
-            init.set_body(&b);
+        match (&body, req.content_length) {
+            // A stream of declared length goes through workerd's FixedLengthStream so the
+            // backend gets `Content-Length` rather than chunked encoding (many backends
+            // require it for uploads); the bytes still stream.
+            (WorkerBody::Stream(s), Some(len)) => init.set_body(&fixed_length(s, len).unwrap_or_else(|_| s.clone().into())),
+            _ => {
+                if let Some(b) = body.as_js() {
+                    init.set_body(&b);
+                }
+            }
         }
         let controller = web_sys::AbortController::new().map_err(connect)?;
         init.set_signal(Some(&controller.signal()));
@@ -137,4 +145,29 @@ impl Upstream for WorkerPlatform {
     fn empty_body(&self) -> WorkerBody {
         WorkerBody::Empty
     }
+}
+
+thread_local! {
+    // One no-op rejection handler per isolate (not one leaked closure per upload).
+    static IGNORE_REJECTION: wasm_bindgen::closure::Closure<dyn FnMut(JsValue)> =
+        wasm_bindgen::closure::Closure::new(|_: JsValue| {});
+}
+
+/// `stream` piped into `new FixedLengthStream(len)`; returns its readable side as the body. The pipe's promise is
+/// given a no-op rejection handler: a client that aborts mid-upload makes the upstream fetch
+/// fail, which the caller already reports.
+fn fixed_length(stream: &web_sys::ReadableStream, len: u64) -> Result<JsValue, JsValue> {
+    use js_sys::{Function, Reflect};
+    let global = js_sys::global();
+    let ctor: Function = Reflect::get(&global, &"FixedLengthStream".into())?.dyn_into()?;
+    let args = js_sys::Array::of1(&JsValue::from_f64(len as f64));
+    let pair = Reflect::construct(&ctor, &args)?;
+    let readable = Reflect::get(&pair, &"readable".into())?;
+    let writable = Reflect::get(&pair, &"writable".into())?;
+    let pipe_to: Function = Reflect::get(stream, &"pipeTo".into())?.dyn_into()?;
+    let done: js_sys::Promise = pipe_to.call1(stream, &writable)?.dyn_into()?;
+    IGNORE_REJECTION.with(|ignore| {
+        let _ = done.catch(ignore);
+    });
+    Ok(readable)
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run): tools, formatting, lints, the core's unit and
+# pipeline tests, the real wasm build, and the end-to-end tests under Miniflare.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export PATH="$HOME/.cargo/bin:$PATH"
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "tools"
+bash scripts/ensure-tools.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint (host crates, then the worker for wasm32)"
+cargo clippy -p edgegate-core -p edgegate-bench --all-targets -- -D warnings
+cargo clippy -p edgegate-worker --target wasm32-unknown-unknown -- -D warnings
+
+step "core: unit, config, routing and pipeline tests"
+cargo test -p edgegate-core -p edgegate-bench
+
+step "build the worker (release wasm)"
+bash scripts/build-worker.sh
+
+step "end-to-end: the built worker under Miniflare"
+node --test --test-force-exit --test-concurrency=1 tests/e2e/
