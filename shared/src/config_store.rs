@@ -28,9 +28,13 @@ pub enum RefreshOutcome {
     Unchanged(String),
     /// A new version compiled and is now active.
     Activated(String),
-    /// The pointer names a version that does not compile (or is missing); the previous
-    /// config (if any) keeps serving. Holds the version and the number of errors.
+    /// The pointer names a version that does not compile; the previous config (if any) keeps
+    /// serving and the version is not compiled again. Holds the version and the number of
+    /// errors (0 when it was rejected before).
     Rejected(String, usize),
+    /// The pointer names a version whose document is not (yet) in the store; the previous
+    /// config keeps serving and the next refresh tries again.
+    Missing(String),
     /// No pointer key yet.
     NoPointer,
     /// The store could not be read; the previous config keeps serving.
@@ -124,12 +128,14 @@ impl ConfigStore {
         let text = match p.get_text(&key).await {
             Ok(Some(t)) => t,
             Ok(None) => {
-                p.log_line(&event_line("config_rejected", p.now_ms(), json!({
-                    "version": pointer, "errors": [{"path": "$", "message": format!("no config document at key {key:?}")}],
-                    "serving": self.active_version(),
-                })));
-                self.state.borrow_mut().rejected = Some(pointer.clone());
-                return RefreshOutcome::Rejected(pointer, 1);
+                // KV is eventually consistent per key: a location can see the pointer before
+                // the document. Not remembered as rejected, so the next refresh reads it again.
+                p.log_line(&event_line(
+                    "config_version_missing",
+                    p.now_ms(),
+                    json!({"version": pointer, "key": key, "serving": self.active_version()}),
+                ));
+                return RefreshOutcome::Missing(pointer);
             }
             Err(e) => {
                 p.log_line(&event_line(

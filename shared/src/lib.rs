@@ -17,6 +17,7 @@ pub mod balancer;
 pub mod config;
 pub mod config_store;
 pub mod headers;
+pub mod path;
 pub mod pipeline;
 pub mod platform;
 pub mod problem;

@@ -4,7 +4,7 @@
 //! |---|-------|---------|-----------|
 //! | 1 | ids | request id (kept or new), `traceparent` (propagated or new) | — |
 //! | 2 | config | the config version the whole request runs on | 503 `no_config` |
-//! | 3 | path check | absolute path, no dot segments (also `%2e`-encoded) | 400 `invalid_path` |
+//! | 3 | path | normalized ([`crate::path::normalize`]): no dot or encoded-slash tricks | 400 `invalid_path` |
 //! | 4 | route | API, version, environment, route, pool, upstream path | 404 / 405 + `Allow` |
 //! | 5 | upstream request | header hygiene, forwarding headers, ids | — |
 //! | 6 | upstream | instance choice, timeout, failover on connect errors | 502 / 504 |
@@ -221,7 +221,8 @@ impl Gateway {
             client_ip,
         } = req;
         let query = query.as_deref();
-        check_path(path)?;
+        let path = &*crate::path::normalize(path, config.settings().allow_encoded_slashes)
+            .map_err(|why| LocalReply::new(ErrorCode::InvalidPath, why))?;
 
         let host_key = normalize_host(host);
         let route_req = RouteRequest {
@@ -285,28 +286,6 @@ impl Gateway {
     }
 }
 
-/// Rejects request targets a backend could read differently from the router: no leading
-/// `/`, or a `.`/`..` segment, literal or percent-encoded.
-fn check_path(path: &str) -> Result<(), LocalReply> {
-    if !path.starts_with('/') {
-        return Err(LocalReply::new(
-            ErrorCode::InvalidPath,
-            "path does not start with '/'",
-        ));
-    }
-    for seg in path[1..].split('/') {
-        let lower = seg.to_ascii_lowercase();
-        let decoded = lower.replace("%2e", ".");
-        if decoded == "." || decoded == ".." {
-            return Err(LocalReply::new(
-                ErrorCode::InvalidPath,
-                format!("dot segment {seg:?}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The headers sent upstream: the client's, minus hop-by-hop and spoofable fields, plus
 /// forwarding headers, the request id and the trace context.
 fn upstream_headers(
@@ -321,8 +300,8 @@ fn upstream_headers(
     let settings = config.settings();
     let (prior_for, prior_fwd) = if settings.trust_forwarded {
         (
-            client.get("x-forwarded-for").map(str::to_string),
-            client.get("forwarded").map(str::to_string),
+            joined(client, "x-forwarded-for"),
+            joined(client, "forwarded"),
         )
     } else {
         (None, None)
@@ -349,6 +328,16 @@ fn upstream_headers(
     h.set("x-request-id", request_id);
     h.set("traceparent", traceparent);
     h
+}
+
+/// Every line of a list-valued field, joined as one (RFC 9110 §5.3), or None if absent.
+fn joined(headers: &HeaderList, name: &str) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn is_idempotent(method: &str) -> bool {

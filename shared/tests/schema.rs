@@ -3,7 +3,10 @@
 
 use edgegate_core::config::json_schema;
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/edgegate-config.schema.json");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../schema/edgegate-config.schema.json"
+);
 
 #[test]
 fn published_schema_is_in_sync_with_the_types() {
@@ -24,5 +27,9 @@ fn schema_rejects_unknown_fields_like_the_compiler() {
     assert_eq!(schema["additionalProperties"], false);
     let route = &schema["$defs"]["RouteSpec"];
     assert_eq!(route["additionalProperties"], false);
-    assert!(route["required"].as_array().unwrap().iter().any(|r| r == "path"));
+    assert!(route["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "path"));
 }

@@ -23,20 +23,31 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub fn compile(text: &str, version: &str) -> Result<CompiledConfig, ConfigErrors> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ConfigErrors(vec![ConfigError::new("$", format!("not valid JSON: {e}"))]))?;
+    // `Value` keeps only the last of repeated keys; such a document is ambiguous (RFC 8259
+    // §4), so repeats are errors of their own, reported beside everything else.
+    let mut errors = super::duplicates::repeated_keys(text);
     let doc = match serde_path_to_error::deserialize::<_, ConfigDocument>(&value) {
         Ok(doc) => doc,
         Err(first) => {
-            let mut errors = structural_errors(&value);
-            if errors.is_empty() {
+            let structural = structural_errors(&value);
+            if structural.is_empty() {
                 errors.push(ConfigError::new(
                     json_path("$", &first.path().to_string()),
                     first.inner().to_string(),
                 ));
             }
+            errors.extend(structural);
             return Err(ConfigErrors(errors));
         }
     };
-    compile_document(&doc, version)
+    match compile_document(&doc, version) {
+        Ok(cfg) if errors.is_empty() => Ok(cfg),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
 }
 
 // === structural pass ===
@@ -98,7 +109,7 @@ fn structural_errors(value: &Value) -> Vec<ConfigError> {
                 None => check::<Vec<ApiSpec>>(v, &path, &mut errors),
             },
             other => errors.push(ConfigError::new(
-                "$",
+                format!("$.{other}"),
                 format!("unknown field `{other}`, expected one of `$schema`, `gateway`, `pools`, `apis`"),
             )),
         }
@@ -480,19 +491,21 @@ pub fn compile_document(
                                 "an empty list serves no version; leave it out for all",
                             );
                         }
-                        list.iter()
-                            .enumerate()
-                            .filter_map(|(i, v)| {
-                                let idx = api.versions.iter().position(|x| &x.name == v);
-                                if idx.is_none() {
-                                    cx.err(
-                                        format!("{rp}.versions[{i}]"),
-                                        format!("the API has no version {v:?}"),
-                                    );
-                                }
-                                idx.map(|x| Some(x as u16))
-                            })
-                            .collect()
+                        let mut chosen: Vec<Option<u16>> = Vec::new();
+                        for (i, v) in list.iter().enumerate() {
+                            match api.versions.iter().position(|x| &x.name == v) {
+                                None => cx.err(
+                                    format!("{rp}.versions[{i}]"),
+                                    format!("the API has no version {v:?}"),
+                                ),
+                                Some(x) if chosen.contains(&Some(x as u16)) => cx.err(
+                                    format!("{rp}.versions[{i}]"),
+                                    format!("version {v:?} is listed twice"),
+                                ),
+                                Some(x) => chosen.push(Some(x as u16)),
+                            }
+                        }
+                        chosen
                     }
                 }
             };
@@ -596,6 +609,7 @@ fn compile_gateway(g: &GatewaySpec, cx: &mut Ctx) -> GatewaySettings {
     GatewaySettings {
         strip_request_headers: strip,
         trust_forwarded: g.trust_forwarded,
+        allow_encoded_slashes: g.allow_encoded_slashes,
         default_timeout_ms: None,
     }
 }

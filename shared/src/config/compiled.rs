@@ -10,6 +10,8 @@ pub struct GatewaySettings {
     pub strip_request_headers: Vec<String>,
     /// Append to the client's forwarding headers instead of replacing them.
     pub trust_forwarded: bool,
+    /// Pass percent-encoded `/` and `\` in paths (else 400 `invalid_path`).
+    pub allow_encoded_slashes: bool,
     /// The gateway-level timeout policy: used when neither route, API nor pool sets one.
     pub default_timeout_ms: Option<u64>,
 }

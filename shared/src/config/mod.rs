@@ -3,6 +3,7 @@
 
 mod compile;
 mod compiled;
+mod duplicates;
 mod error;
 pub mod spec;
 

@@ -37,6 +37,11 @@ pub struct GatewaySpec {
     /// for deployments behind another proxy that sets them; default false.
     #[serde(default)]
     pub trust_forwarded: bool,
+    /// Pass percent-encoded `/` and `\` in request paths through to backends. Default false:
+    /// such requests are answered 400 `invalid_path`, because a backend that decodes them
+    /// would see different segments than the router matched.
+    #[serde(default)]
+    pub allow_encoded_slashes: bool,
     /// Policies that apply to every API unless an API or route sets its own.
     #[serde(default)]
     pub policies: Policies,

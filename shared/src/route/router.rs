@@ -145,13 +145,19 @@ impl RouterBuilder {
             for list in [&mut node.endpoints, &mut node.wildcard] {
                 for (i, &a) in list.iter().enumerate() {
                     for &b in &list[..i] {
-                        if let Some(why) =
-                            conflict(&entries[b as usize], &entries[a as usize], &self.api_hosts)
-                        {
-                            conflicts.push(Conflict {
-                                path: entries[a as usize].config_path.clone(),
+                        let (ea, eb) = (&entries[a as usize], &entries[b as usize]);
+                        if ea.config_path == eb.config_path {
+                            continue; // one route under two prefixes never meets itself in a node
+                        }
+                        if let Some(why) = conflict(eb, ea, &self.api_hosts) {
+                            let c = Conflict {
+                                path: ea.config_path.clone(),
                                 message: why,
-                            });
+                            };
+                            // A route pair that conflicts under every version is one problem.
+                            if !conflicts.contains(&c) {
+                                conflicts.push(c);
+                            }
                         }
                     }
                 }
