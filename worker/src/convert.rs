@@ -62,10 +62,18 @@ pub fn outbound(resp: GatewayResponse<WorkerBody>) -> Result<Response> {
     init.set_status(resp.status);
     init.set_headers(&js_headers(&resp.headers)?.into());
     let js = match resp.body {
-        ResponseBody::Upstream(WorkerBody::Stream(s)) => web_sys::Response::new_with_opt_readable_stream_and_init(Some(&s), &init),
-        ResponseBody::Upstream(WorkerBody::Bytes(b)) => web_sys::Response::new_with_opt_buffer_source_and_init(Some(&b), &init),
-        ResponseBody::Upstream(WorkerBody::Empty) => web_sys::Response::new_with_opt_str_and_init(None, &init),
-        ResponseBody::Bytes(mut bytes) => web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init),
+        ResponseBody::Upstream(WorkerBody::Stream(s)) => {
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&s), &init)
+        }
+        ResponseBody::Upstream(WorkerBody::Bytes(b)) => {
+            web_sys::Response::new_with_opt_buffer_source_and_init(Some(&b), &init)
+        }
+        ResponseBody::Upstream(WorkerBody::Empty) => {
+            web_sys::Response::new_with_opt_str_and_init(None, &init)
+        }
+        ResponseBody::Bytes(mut bytes) => {
+            web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init)
+        }
     }?;
     Ok(Response::from(js))
 }

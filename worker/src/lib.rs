@@ -31,7 +31,9 @@ fn gateway(env: &Env) -> Rc<Gateway> {
                 .ok()
                 .and_then(|v| v.to_string().parse().ok())
                 .unwrap_or(RuntimeSettings::default().config_refresh_ms);
-            Rc::new(Gateway::new(RuntimeSettings { config_refresh_ms: refresh }))
+            Rc::new(Gateway::new(RuntimeSettings {
+                config_refresh_ms: refresh,
+            }))
         })
         .clone()
     })

@@ -3,7 +3,10 @@
 
 use crate::body::WorkerBody;
 use crate::convert::{header_list, js_headers};
-use edgegate_core::platform::{Clock, Kv, Log, PlatformError, Random, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+use edgegate_core::platform::{
+    Clock, Kv, Log, PlatformError, Random, Upstream, UpstreamError, UpstreamRequest,
+    UpstreamResponse,
+};
 use futures_util::future::{select, Either};
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
@@ -22,7 +25,9 @@ impl WorkerPlatform {
     /// Looks up the bindings. A missing KV binding makes every KV read fail (so the gateway
     /// answers 503 `no_config` and logs why) instead of failing the request here.
     pub fn new(env: &Env) -> Self {
-        WorkerPlatform { kv: env.kv(CONFIG_KV_BINDING).ok() }
+        WorkerPlatform {
+            kv: env.kv(CONFIG_KV_BINDING).ok(),
+        }
     }
 }
 
@@ -71,14 +76,21 @@ impl Kv for WorkerPlatform {
             .kv
             .as_ref()
             .ok_or_else(|| PlatformError(format!("no KV binding {CONFIG_KV_BINDING}")))?;
-        kv.get(key).text().await.map_err(|e| PlatformError(e.to_string()))
+        kv.get(key)
+            .text()
+            .await
+            .map_err(|e| PlatformError(e.to_string()))
     }
 }
 
 impl Upstream for WorkerPlatform {
     type Body = WorkerBody;
 
-    async fn send(&self, req: &UpstreamRequest, body: WorkerBody) -> Result<UpstreamResponse<WorkerBody>, UpstreamError> {
+    async fn send(
+        &self,
+        req: &UpstreamRequest,
+        body: WorkerBody,
+    ) -> Result<UpstreamResponse<WorkerBody>, UpstreamError> {
         let connect = |e: JsValue| UpstreamError::Connect(js_error(e));
         let init = web_sys::RequestInit::new();
         init.set_method(&req.method);
@@ -89,7 +101,9 @@ impl Upstream for WorkerPlatform {
             // A stream of declared length goes through workerd's FixedLengthStream so the
             // backend gets `Content-Length` rather than chunked encoding (many backends
             // require it for uploads); the bytes still stream.
-            (WorkerBody::Stream(s), Some(len)) => init.set_body(&fixed_length(s, len).unwrap_or_else(|_| s.clone().into())),
+            (WorkerBody::Stream(s), Some(len)) => {
+                init.set_body(&fixed_length(s, len).unwrap_or_else(|_| s.clone().into()))
+            }
             _ => {
                 if let Some(b) = body.as_js() {
                     init.set_body(&b);
@@ -134,10 +148,15 @@ impl Upstream for WorkerPlatform {
         };
         let err = |e: JsValue| PlatformError(js_error(e));
         let reader = web_sys::Response::new_with_opt_readable_stream(Some(&stream)).map_err(err)?;
-        let buffer = JsFuture::from(reader.array_buffer().map_err(err)?).await.map_err(err)?;
+        let buffer = JsFuture::from(reader.array_buffer().map_err(err)?)
+            .await
+            .map_err(err)?;
         let bytes = js_sys::Uint8Array::new(&buffer);
         if u64::from(bytes.length()) > limit {
-            return Err(PlatformError(format!("body of {} bytes exceeds the replay limit {limit}", bytes.length())));
+            return Err(PlatformError(format!(
+                "body of {} bytes exceeds the replay limit {limit}",
+                bytes.length()
+            )));
         }
         Ok(WorkerBody::Bytes(bytes))
     }
