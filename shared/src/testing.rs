@@ -46,6 +46,7 @@ pub struct FakePlatform {
     seed: Cell<u64>,
     kv: RefCell<HashMap<String, String>>,
     kv_down: Cell<bool>,
+    kv_yields: Cell<bool>,
     kv_reads: Cell<u32>,
     logs: RefCell<Vec<String>>,
     script: RefCell<Option<UpstreamScript>>,
@@ -66,6 +67,7 @@ impl FakePlatform {
             seed: Cell::new(0x9e37_79b9_7f4a_7c15),
             kv: RefCell::new(HashMap::new()),
             kv_down: Cell::new(false),
+            kv_yields: Cell::new(false),
             kv_reads: Cell::new(0),
             logs: RefCell::new(Vec::new()),
             script: RefCell::new(None),
@@ -88,6 +90,12 @@ impl FakePlatform {
     /// Makes KV reads fail (true) or work (false).
     pub fn set_kv_down(&self, down: bool) {
         self.kv_down.set(down);
+    }
+
+    /// Makes every KV read suspend once before answering, as a real store does, so that
+    /// concurrent requests interleave at their KV reads.
+    pub fn set_kv_yields(&self, yields: bool) {
+        self.kv_yields.set(yields);
     }
 
     /// How many KV reads were made.
@@ -157,6 +165,9 @@ impl Log for FakePlatform {
 impl Kv for FakePlatform {
     async fn get_text(&self, key: &str) -> Result<Option<String>, PlatformError> {
         self.kv_reads.set(self.kv_reads.get() + 1);
+        if self.kv_yields.get() {
+            YieldOnce(false).await;
+        }
         if self.kv_down.get() {
             return Err(PlatformError("kv unreachable".into()));
         }
@@ -196,5 +207,25 @@ impl Upstream for FakePlatform {
 
     fn empty_body(&self) -> FakeBody {
         FakeBody::Empty
+    }
+}
+
+/// A future that is pending once (waking itself), then ready.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
     }
 }

@@ -1326,3 +1326,17 @@ fn paths_are_normalized_before_routing() {
         p.sent().last().unwrap().0.url
     );
 }
+
+/// Requests that arrive together on a cold isolate share one compile: the config is activated
+/// once, not once per request.
+#[test]
+fn concurrent_cold_requests_compile_the_config_once() {
+    let p = platform_with(&config());
+    p.set_kv_yields(true);
+    let gw = gateway();
+    let reqs = (0..5).map(|_| gw.handle(&p, head("GET", "/users-api/v2/users/1"), FakeBody::Empty));
+    let responses = futures::executor::block_on(futures::future::join_all(reqs));
+    assert!(responses.iter().all(|r| r.status == 200));
+    let (_, events) = logs(&p);
+    assert_eq!(events_named(&events, "config_activated"), 1, "{events:#?}");
+}

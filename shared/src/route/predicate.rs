@@ -190,8 +190,14 @@ mod tests {
         assert!(!a.excludes(&c));
         assert!(!b.excludes(&d));
         assert!(pred(Source::Header, "x", Absent).excludes(&c));
-        assert!(strict_subset(std::slice::from_ref(&a), &[a.clone(), d.clone()]));
-        assert!(!strict_subset(std::slice::from_ref(&a), std::slice::from_ref(&a)));
+        assert!(strict_subset(
+            std::slice::from_ref(&a),
+            &[a.clone(), d.clone()]
+        ));
+        assert!(!strict_subset(
+            std::slice::from_ref(&a),
+            std::slice::from_ref(&a)
+        ));
         assert!(sets_exclude(&[a, d.clone()], &[b]));
     }
 }
