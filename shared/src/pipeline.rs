@@ -364,7 +364,13 @@ async fn send_with_failover<P: Platform>(
     let policy = resolved.route.upstream;
     let failover = policy.failover && is_idempotent(method) && pool.instances().len() > 1;
 
-    let mut body = Some(body);
+    // A declared-empty body is sent as no body: it is then replayable like any empty body
+    // (hosts may hand over an empty stream, which could be sent only once).
+    let mut body = Some(if content_length == Some(0) {
+        p.empty_body()
+    } else {
+        body
+    });
     if failover {
         if let (Some(len @ 1..), Some(b)) = (content_length, body.as_ref()) {
             if len <= policy.replay_buffer_bytes && p.try_clone_body(b).is_none() {

@@ -825,6 +825,22 @@ fn connect_failure_fails_over_for_put_with_a_buffered_stream_body() {
     assert_eq!(access_log(&p)["attempts"], 2);
 }
 
+/// Hosts may hand over an empty stream for `Content-Length: 0`; it is sent as no body, which
+/// can be replayed, so the request still fails over.
+#[test]
+fn declared_empty_body_fails_over() {
+    let p = platform_with(&config());
+    let gw = gateway();
+    p.on_upstream(first_attempt_refused);
+    let h = with_headers(head("DELETE", "/ha/items/1"), &[("Content-Length", "0")]);
+    let resp = call(&gw, &p, h, FakeBody::Stream(Vec::new()));
+    assert_eq!(resp.status, 200);
+    let sent = p.sent();
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|(_, body)| *body == FakeBody::Empty));
+    assert_eq!(access_log(&p)["attempts"], 2);
+}
+
 #[test]
 fn no_failover_for_post_large_bodies_or_when_disabled() {
     // (method, path, content-length, body, expected body sent)

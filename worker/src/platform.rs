@@ -97,15 +97,20 @@ impl Upstream for WorkerPlatform {
         init.set_headers(&js_headers(&req.headers).map_err(connect)?.into());
         // A gateway passes redirects back to the client; it never follows them itself.
         init.set_redirect(web_sys::RequestRedirect::Manual);
-        match (&body, req.content_length) {
-            // A stream of declared length goes through workerd's FixedLengthStream so the
-            // backend gets `Content-Length` rather than chunked encoding (many backends
-            // require it for uploads); the bytes still stream.
-            (WorkerBody::Stream(s), Some(len)) => {
-                init.set_body(&fixed_length(s, len).unwrap_or_else(|_| s.clone().into()))
-            }
-            _ => {
-                if let Some(b) = body.as_js() {
+        // A streamed body goes through a native identity stream (workerd's FixedLengthStream
+        // when the length is declared, so the backend gets `Content-Length` rather than chunked
+        // encoding); the pipe's completion tells when the upload is done.
+        let mut upload_done = None;
+        match &body {
+            WorkerBody::Stream(s) => match pipe_through(s, req.content_length) {
+                Ok((readable, done)) => {
+                    init.set_body(&readable);
+                    upload_done = Some(JsFuture::from(done));
+                }
+                Err(_) => init.set_body(&s.clone().into()),
+            },
+            other => {
+                if let Some(b) = other.as_js() {
                     init.set_body(&b);
                 }
             }
@@ -114,18 +119,18 @@ impl Upstream for WorkerPlatform {
         init.set_signal(Some(&controller.signal()));
         let request = web_sys::Request::new_with_str_and_init(&req.url, &init).map_err(connect)?;
         let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let fetch = JsFuture::from(global.fetch_with_request(&request));
+        let mut fetch = JsFuture::from(global.fetch_with_request(&request));
+        // The timeout is for the response head, counted from the end of the upload (as
+        // Envoy's route timeout): a slow client upload is not the backend being slow.
+        if let Some(done) = upload_done {
+            match select(fetch, done).await {
+                Either::Left((answer, _)) => return response_head(answer.map_err(connect)?),
+                Either::Right((_, pending)) => fetch = pending,
+            }
+        }
         let timeout = worker::Delay::from(Duration::from_millis(req.timeout_ms));
         match select(fetch, timeout).await {
-            Either::Left((Ok(resp), _)) => {
-                let resp: web_sys::Response = resp.unchecked_into();
-                Ok(UpstreamResponse {
-                    status: resp.status(),
-                    headers: header_list(&resp.headers()),
-                    body: resp.body().map_or(WorkerBody::Empty, WorkerBody::Stream),
-                })
-            }
-            Either::Left((Err(e), _)) => Err(connect(e)),
+            Either::Left((answer, _)) => response_head(answer.map_err(connect)?),
             Either::Right(_) => {
                 controller.abort();
                 Err(UpstreamError::Timeout)
@@ -172,21 +177,39 @@ thread_local! {
         wasm_bindgen::closure::Closure::new(|_: JsValue| {});
 }
 
-/// `stream` piped into `new FixedLengthStream(len)`; returns its readable side as the body. The pipe's promise is
-/// given a no-op rejection handler: a client that aborts mid-upload makes the upstream fetch
-/// fail, which the caller already reports.
-fn fixed_length(stream: &web_sys::ReadableStream, len: u64) -> Result<JsValue, JsValue> {
+/// The core's view of a fetch response: status, headers and the unread body stream.
+fn response_head(resp: JsValue) -> Result<UpstreamResponse<WorkerBody>, UpstreamError> {
+    let resp: web_sys::Response = resp.unchecked_into();
+    Ok(UpstreamResponse {
+        status: resp.status(),
+        headers: header_list(&resp.headers()),
+        body: resp.body().map_or(WorkerBody::Empty, WorkerBody::Stream),
+    })
+}
+
+/// Pipes `stream` into a native identity stream (`FixedLengthStream(len)` when the length is
+/// known, else `IdentityTransformStream`). Returns the readable side, to send as the body, and
+/// a promise that settles when the whole body has been written (it never rejects: a client
+/// that aborts mid-upload makes the fetch fail, which the caller reports).
+fn pipe_through(
+    stream: &web_sys::ReadableStream,
+    len: Option<u64>,
+) -> Result<(JsValue, js_sys::Promise), JsValue> {
     use js_sys::{Function, Reflect};
     let global = js_sys::global();
-    let ctor: Function = Reflect::get(&global, &"FixedLengthStream".into())?.dyn_into()?;
-    let args = js_sys::Array::of1(&JsValue::from_f64(len as f64));
+    let (ctor_name, args) = match len {
+        Some(len) => (
+            "FixedLengthStream",
+            js_sys::Array::of1(&JsValue::from_f64(len as f64)),
+        ),
+        None => ("IdentityTransformStream", js_sys::Array::new()),
+    };
+    let ctor: Function = Reflect::get(&global, &ctor_name.into())?.dyn_into()?;
     let pair = Reflect::construct(&ctor, &args)?;
     let readable = Reflect::get(&pair, &"readable".into())?;
     let writable = Reflect::get(&pair, &"writable".into())?;
     let pipe_to: Function = Reflect::get(stream, &"pipeTo".into())?.dyn_into()?;
-    let done: js_sys::Promise = pipe_to.call1(stream, &writable)?.dyn_into()?;
-    IGNORE_REJECTION.with(|ignore| {
-        let _ = done.catch(ignore);
-    });
-    Ok(readable)
+    let piped: js_sys::Promise = pipe_to.call1(stream, &writable)?.dyn_into()?;
+    let done = IGNORE_REJECTION.with(|ignore| piped.catch(ignore));
+    Ok((readable, done))
 }
