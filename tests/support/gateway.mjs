@@ -1,0 +1,227 @@
+// The gateway under test: the built worker (worker/build) in Miniflare, with config in KV,
+// workerd's stdout captured and parsed, and a real HTTP URL for node:http clients.
+import { Miniflare } from "miniflare";
+import { EventEmitter } from "node:events";
+import { existsSync } from "node:fs";
+import readline from "node:readline";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { withTimeout } from "./util.mjs";
+import { request } from "./client.mjs";
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const SHIM = path.join(REPO_ROOT, "worker/build/worker/shim.mjs");
+const VERBOSE = !!process.env.EDGEGATE_TEST_VERBOSE;
+
+export const POINTER_KEY = "config:active";
+export const versionKey = (id) => `config:version:${id}`;
+
+/**
+ * workerd's output, line by line. JSON lines (the worker's access lines and events) are
+ * parsed into `entries` (each with `_seq`, its position); other lines go to `other`.
+ * Emits `entry` for each parsed line.
+ */
+export class LogCapture extends EventEmitter {
+  constructor() {
+    super();
+    this.setMaxListeners(100);
+    this.entries = [];
+    this.other = [];
+  }
+
+  push(line, stream) {
+    if (VERBOSE) process.stderr.write(`[workerd ${stream}] ${line}\n`);
+    const trimmed = line.trim();
+    if (trimmed.startsWith("{")) {
+      try {
+        const entry = JSON.parse(trimmed);
+        entry._seq = this.entries.length;
+        this.entries.push(entry);
+        this.emit("entry", entry);
+        return;
+      } catch {
+        // not JSON after all
+      }
+    }
+    this.other.push({ stream, line });
+  }
+
+  /** A position; pass as `from` to look only at lines after it. */
+  mark() {
+    return this.entries.length;
+  }
+
+  access(from = 0) {
+    return this.entries.slice(from).filter((e) => e.kind === "access");
+  }
+
+  events(name, from = 0) {
+    return this.entries.slice(from).filter((e) => e.kind === "event" && (!name || e.event === name));
+  }
+
+  /** Every access line for one request id. */
+  accessFor(requestId, from = 0) {
+    return this.access(from).filter((e) => e.request_id === requestId);
+  }
+
+  /** Waits (event-based, bounded) for the first entry at or after `from` matching `pred`. */
+  waitFor(pred, { from = 0, timeoutMs = 5000, what = "a log line" } = {}) {
+    const found = this.entries.slice(from).find(pred);
+    if (found) return Promise.resolve(found);
+    let on;
+    return withTimeout(
+      new Promise((resolve) => {
+        on = (e) => {
+          if (e._seq >= from && pred(e)) resolve(e);
+        };
+        this.on("entry", on);
+      }),
+      timeoutMs,
+      what,
+    ).finally(() => this.off("entry", on));
+  }
+
+  waitForAccess(requestId, opts = {}) {
+    return this.waitFor((e) => e.kind === "access" && e.request_id === requestId, {
+      what: `the access line of request ${requestId}`,
+      ...opts,
+    });
+  }
+
+  waitForEvent(name, pred = () => true, opts = {}) {
+    return this.waitFor((e) => e.kind === "event" && e.event === name && pred(e), {
+      what: `a ${name} event`,
+      ...opts,
+    });
+  }
+
+  /** Everything captured, for failure messages. */
+  dump(last = 40) {
+    return [
+      ...this.entries.slice(-last).map((e) => JSON.stringify(e)),
+      ...this.other.slice(-last).map((o) => `[${o.stream}] ${o.line}`),
+    ].join("\n");
+  }
+}
+
+/**
+ * Starts the worker in Miniflare.
+ *
+ * options:
+ *   config      config document (object or raw string) stored as version `version` (default
+ *               "v1") and made active; `null` stores nothing (no pointer).
+ *   version     id of that first version.
+ *   refreshMs   EDGEGATE_CONFIG_REFRESH_MS (default 200).
+ *   kv          extra { key: value } pairs written to KV before the first request.
+ *
+ * Returns a Gateway handle (see below). Always `await gw.close()`.
+ */
+export async function startGateway({ config, version = "v1", refreshMs = 200, kv: extraKv = {} } = {}) {
+  if (!existsSync(SHIM)) {
+    throw new Error(
+      `worker build missing (${SHIM}); build it first: bash scripts/build-worker.sh`,
+    );
+  }
+  const logs = new LogCapture();
+  const mf = new Miniflare({
+    modules: true,
+    modulesRoot: REPO_ROOT,
+    scriptPath: SHIM,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    cf: false,
+    compatibilityDate: "2026-04-26",
+    kvNamespaces: ["EDGEGATE_CONFIG"],
+    bindings: { EDGEGATE_CONFIG_REFRESH_MS: String(refreshMs) },
+    host: "127.0.0.1",
+    port: 0,
+    handleRuntimeStdio(stdout, stderr) {
+      readline.createInterface({ input: stdout }).on("line", (l) => logs.push(l, "stdout"));
+      readline.createInterface({ input: stderr }).on("line", (l) => logs.push(l, "stderr"));
+    },
+  });
+  let url;
+  try {
+    url = await mf.ready;
+  } catch (err) {
+    await new Promise((r) => setTimeout(r, 100));
+    await mf.dispose().catch(() => {});
+    err.message += `\nworkerd output:\n${logs.dump()}`;
+    throw err;
+  }
+  const kv = await mf.getKVNamespace("EDGEGATE_CONFIG");
+  const gw = new Gateway(mf, url, kv, logs, refreshMs);
+  for (const [k, v] of Object.entries(extraKv)) await kv.put(k, v);
+  if (config !== null && config !== undefined) {
+    await gw.putVersion(version, config);
+    await gw.activate(version);
+  }
+  return gw;
+}
+
+export class Gateway {
+  constructor(mf, url, kv, logs, refreshMs) {
+    this.mf = mf;
+    /** The gateway's base URL (a URL object), e.g. http://127.0.0.1:PORT/ */
+    this.url = url;
+    this.port = Number(url.port);
+    this.origin = url.origin;
+    /** Default Host header value clients send. */
+    this.hostHeader = url.host;
+    this.kv = kv;
+    this.logs = logs;
+    this.refreshMs = refreshMs;
+  }
+
+  /** Stores a config document (object → JSON, string as is) under `config:version:<id>`. */
+  async putVersion(id, doc) {
+    await this.kv.put(versionKey(id), typeof doc === "string" ? doc : JSON.stringify(doc));
+  }
+
+  /** Moves the pointer `config:active` to `id`. */
+  async activate(id) {
+    await this.kv.put(POINTER_KEY, id);
+  }
+
+  async deleteKey(key) {
+    await this.kv.delete(key);
+  }
+
+  /** Fires the cron (scheduled) handler. */
+  async scheduled(cron = "* * * * *") {
+    const worker = await this.mf.getWorker();
+    return worker.scheduled({ cron, scheduledTime: new Date() });
+  }
+
+  /** node:http request to the gateway; see client.request. */
+  request(opts) {
+    return request(this.port, opts);
+  }
+
+  /**
+   * Sends a request with a fresh x-request-id (unless the caller sets one) and waits for its
+   * access line. Returns { res, log }.
+   */
+  async requestLogged(opts, { logTimeoutMs = 5000 } = {}) {
+    const headers = { ...(opts.headers ?? {}) };
+    const hasId = Object.keys(headers).some((k) => k.toLowerCase() === "x-request-id");
+    if (!hasId) headers["x-request-id"] = uniqueId();
+    const res = await this.request({ ...opts, headers });
+    const id = res.headers["x-request-id"];
+    const log = await this.logs.waitForAccess(id, { timeoutMs: logTimeoutMs });
+    return { res, log };
+  }
+
+  async close() {
+    await this.mf.dispose();
+  }
+}
+
+let counter = 0;
+/** A request id unique within the run (sane per the gateway's rules). */
+export function uniqueId(prefix = "t") {
+  counter += 1;
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${counter}`;
+}
