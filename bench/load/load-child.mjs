@@ -1,0 +1,88 @@
+// The load generator, in its own process so it shares no event loop with the orchestrator,
+// the backend or anything else. run.mjs forks it once and sends one message per run:
+//   {type:"run", id, url, connections, duration, expectBody, timeout}
+// and gets back {type:"result", id, ...}. Uses autocannon's programmatic API; latency is
+// recorded from autocannon's per-response event into an HDR histogram with microsecond
+// resolution (autocannon's own histogram has 1 ms resolution, too coarse for sub-ms latency).
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+const autocannon = require("autocannon");
+const hdr = require("hdr-histogram-js");
+
+function newHistogram() {
+  return hdr.build({
+    bitBucketSize: 64,
+    autoResize: true,
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 120_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+}
+
+async function runOnce(msg) {
+  const hist = newHistogram();
+  let ok = 0;
+  let other = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const result = await new Promise((resolve, reject) => {
+    const inst = autocannon(
+      {
+        url: msg.url,
+        connections: msg.connections,
+        duration: msg.duration,
+        pipelining: 1,
+        timeout: msg.timeout,
+        expectBody: msg.expectBody || undefined,
+      },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+    inst.on("response", (_client, statusCode, _bytes, responseTimeMs) => {
+      if (statusCode >= 200 && statusCode < 300) {
+        ok += 1;
+        hist.recordValue(Math.max(1, Math.round(responseTimeMs * 1000)));
+      } else {
+        other += 1;
+      }
+    });
+  });
+  const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  const durationS = result.duration || wallS;
+  const lat = (q) => hist.getValueAtPercentile(q) / 1000;
+  const out = {
+    type: "result",
+    id: msg.id,
+    durationS,
+    ok,
+    non2xx: other,
+    rps: ok / durationS,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    mismatches: result.mismatches,
+    latencyMs: {
+      p50: lat(50),
+      p90: lat(90),
+      p99: lat(99),
+      max: hist.maxValue / 1000,
+      mean: hist.mean / 1000,
+    },
+    // Encoded so the orchestrator can merge rounds into one histogram per target.
+    histogram: hdr.encodeIntoCompressedBase64(hist),
+    loadgenCpuMs: (cpu.user + cpu.system) / 1000,
+  };
+  hist.destroy?.();
+  return out;
+}
+
+process.on("disconnect", () => process.exit(0));
+process.on("message", async (msg) => {
+  if (msg?.type !== "run") return;
+  try {
+    process.send(await runOnce(msg));
+  } catch (e) {
+    process.send({ type: "error", id: msg.id, error: String(e?.stack || e) });
+  }
+});
+process.send({ type: "ready" });
