@@ -18,7 +18,7 @@ cargo clippy -p edgegate-core -p edgegate-bench --all-targets -- -D warnings
 cargo clippy -p edgegate-worker --target wasm32-unknown-unknown -- -D warnings
 
 step "core: unit, config, routing and pipeline tests"
-cargo test -p edgegate-core -p edgegate-bench
+cargo test -p edgegate-core -p edgegate-bench -p edgegate-worker
 
 step "build the worker (release wasm)"
 bash scripts/build-worker.sh

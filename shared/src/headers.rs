@@ -79,6 +79,72 @@ impl HeaderList {
     }
 }
 
+/// Read access to a header map the host owns (a JS `Headers` object on Workers): the core
+/// reads the few fields it needs instead of copying every field across the host boundary.
+pub trait HeaderRead {
+    /// The value of `name` (case-insensitive), repeated fields joined with `, `.
+    fn get_header(&self, name: &str) -> Option<String>;
+}
+
+impl HeaderRead for HeaderList {
+    fn get_header(&self, name: &str) -> Option<String> {
+        let mut values = self.get_all(name);
+        let first = values.next()?;
+        Some(values.fold(first.to_string(), |acc, v| acc + ", " + v))
+    }
+}
+
+/// Changes to a header map the host owns: every field named in `remove` goes, then each
+/// `set` replaces (or adds) its field. Hosts apply them to their own copy of the map, so
+/// untouched fields never cross the host boundary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    remove: Vec<String>,
+    set: Vec<(String, String)>,
+}
+
+impl HeaderEdits {
+    /// No changes.
+    pub fn new() -> Self {
+        HeaderEdits::default()
+    }
+
+    /// Removes every field named `name` (lower-case).
+    pub fn remove(&mut self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        if !self.remove.contains(&name) {
+            self.remove.push(name);
+        }
+    }
+
+    /// Replaces the field `name` with one field of `value`.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let name = name.to_ascii_lowercase();
+        self.set.retain(|(n, _)| *n != name);
+        self.set.push((name, value.into()));
+    }
+
+    /// The names removed (lower-case).
+    pub fn removals(&self) -> &[String] {
+        &self.remove
+    }
+
+    /// The fields set, in order.
+    pub fn sets(&self) -> &[(String, String)] {
+        &self.set
+    }
+
+    /// The edited copy of `base` (what the fake platform and tests look at).
+    pub fn apply(&self, base: &HeaderList) -> HeaderList {
+        let mut out = base.clone();
+        out.remove_where(|n| self.remove.iter().any(|r| r == n));
+        for (n, v) in &self.set {
+            out.set(n, v.clone());
+        }
+        out
+    }
+}
+
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus the legacy ones proxies still see): they describe
 /// one connection and are never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
@@ -94,16 +160,38 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Removes the hop-by-hop fields and every field that `Connection` names.
-///
-/// Runs on the request before it goes upstream and on the response before it goes back.
 pub fn remove_hop_by_hop(headers: &mut HeaderList) {
-    let named: Vec<String> = headers
-        .get_all("connection")
+    let is_hop = hop_by_hop_in(headers);
+    headers.remove_where(is_hop);
+}
+
+/// The same as [`remove_hop_by_hop`], as edits to a map the host owns whose fields the core
+/// has not read (a backend response): every hop-by-hop name, and the names `connection` (the
+/// map's `Connection` value) lists.
+pub fn hop_by_hop_edits(edits: &mut HeaderEdits, connection: Option<&str>) {
+    for n in HOP_BY_HOP {
+        edits.remove(n);
+    }
+    for n in connection_named(connection) {
+        edits.remove(&n);
+    }
+}
+
+/// A predicate for the hop-by-hop fields of a list the core has read: true for the fixed
+/// names and for those its `Connection` field lists.
+pub fn hop_by_hop_in(headers: &HeaderList) -> impl Fn(&str) -> bool {
+    let named = connection_named(headers.get_header("connection").as_deref());
+    move |n: &str| HOP_BY_HOP.contains(&n) || named.iter().any(|t| t == n)
+}
+
+/// The field names a `Connection` value lists (lower-case).
+fn connection_named(connection: Option<&str>) -> Vec<String> {
+    connection
+        .into_iter()
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
-        .collect();
-    headers.remove_where(|n| HOP_BY_HOP.contains(&n) || named.iter().any(|t| t == n));
+        .collect()
 }
 
 /// True for a field a client must never be able to set on the way to the backend, because
@@ -138,7 +226,7 @@ pub struct ClientHop<'a> {
 /// trusts it (`gateway.trust_forwarded`), else empty; `prior_forwarded` likewise for
 /// `Forwarded`. Run after the client's copies have been stripped.
 pub fn set_forwarding(
-    headers: &mut HeaderList,
+    headers: &mut HeaderEdits,
     hop: ClientHop<'_>,
     prior_for: Option<&str>,
     prior_forwarded: Option<&str>,
@@ -228,13 +316,14 @@ mod tests {
 
     #[test]
     fn forwarding_headers_ipv4_and_ipv6() {
-        let mut h = HeaderList::new();
+        let mut e = HeaderEdits::new();
         let hop = ClientHop {
             client_ip: Some("203.0.113.9"),
             proto: "https",
             host: "api.example.com",
         };
-        set_forwarding(&mut h, hop, None, None);
+        set_forwarding(&mut e, hop, None, None);
+        let h = e.apply(&HeaderList::new());
         assert_eq!(h.get("x-forwarded-for"), Some("203.0.113.9"));
         assert_eq!(h.get("x-forwarded-proto"), Some("https"));
         assert_eq!(h.get("x-forwarded-host"), Some("api.example.com"));
@@ -243,18 +332,39 @@ mod tests {
             Some("for=203.0.113.9;host=api.example.com;proto=https")
         );
 
-        let mut h = HeaderList::new();
+        let mut e = HeaderEdits::new();
         let hop = ClientHop {
             client_ip: Some("2001:db8::1"),
             proto: "http",
             host: "localhost:8787",
         };
-        set_forwarding(&mut h, hop, Some("198.51.100.1"), Some("for=198.51.100.1"));
+        set_forwarding(&mut e, hop, Some("198.51.100.1"), Some("for=198.51.100.1"));
+        let h = e.apply(&HeaderList::new());
         assert_eq!(h.get("x-forwarded-for"), Some("198.51.100.1, 2001:db8::1"));
         assert_eq!(
             h.get("forwarded"),
             Some("for=198.51.100.1, for=\"[2001:db8::1]\";host=\"localhost:8787\";proto=http")
         );
+    }
+
+    #[test]
+    fn edits_remove_then_set_and_read_joins_repeats() {
+        let base = HeaderList::from_pairs([
+            ("A", "1"),
+            ("B", "2"),
+            ("b", "3"),
+            ("Connection", "x-hop"),
+            ("X-Hop", "y"),
+        ]);
+        let mut e = HeaderEdits::new();
+        e.remove("b");
+        e.set("C", "4");
+        e.set("c", "5");
+        hop_by_hop_edits(&mut e, base.get_header("connection").as_deref());
+        let out = e.apply(&base);
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![("a", "1"), ("c", "5")]);
+        assert_eq!(base.get_header("b").as_deref(), Some("2, 3"));
+        assert_eq!(base.get_header("z"), None);
     }
 
     #[test]

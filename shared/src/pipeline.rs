@@ -17,7 +17,10 @@
 use crate::access_log::{rfc3339_ms, AccessLogRecord};
 use crate::config::{CompiledConfig, ResolvedRoute};
 use crate::config_store::ConfigStore;
-use crate::headers::{is_spoofable, remove_hop_by_hop, set_forwarding, ClientHop, HeaderList};
+use crate::headers::{
+    hop_by_hop_edits, hop_by_hop_in, is_spoofable, set_forwarding, ClientHop, HeaderEdits,
+    HeaderList, HeaderRead,
+};
 use crate::platform::{Platform, UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::problem::{ErrorCode, LocalReply, PROBLEM_CONTENT_TYPE};
 use crate::route::{normalize_host, QueryView, RouteMiss, RouteRequest};
@@ -61,15 +64,54 @@ pub enum ResponseBody<B> {
     Bytes(Vec<u8>),
 }
 
-/// A response head and body for the host to send.
+/// The headers of the answer to the client.
 #[derive(Debug)]
-pub struct GatewayResponse<B> {
+pub enum ResponseHeaders<H> {
+    /// The backend's headers (the host's map) with the gateway's edits applied on top.
+    Upstream(H, HeaderEdits),
+    /// Headers the gateway made (local replies).
+    Own(HeaderList),
+}
+
+/// A response head and body for the host to send. `H` is the host's header map.
+#[derive(Debug)]
+pub struct GatewayResponse<B, H = HeaderList> {
     /// Status code.
     pub status: u16,
     /// Headers.
-    pub headers: HeaderList,
+    pub headers: ResponseHeaders<H>,
     /// Body.
     pub body: ResponseBody<B>,
+}
+
+impl<B> GatewayResponse<B, HeaderList> {
+    /// Every response header as the client will see it (for hosts whose map is a
+    /// [`HeaderList`]).
+    pub fn header_list(&self) -> HeaderList {
+        match &self.headers {
+            ResponseHeaders::Own(list) => list.clone(),
+            ResponseHeaders::Upstream(base, edits) => edits.apply(base),
+        }
+    }
+}
+
+impl<B, H: HeaderRead> GatewayResponse<B, H> {
+    /// The value of a response header as the client will see it.
+    pub fn header(&self, name: &str) -> Option<String> {
+        match &self.headers {
+            ResponseHeaders::Own(list) => list.get_header(name),
+            ResponseHeaders::Upstream(base, edits) => {
+                let name = name.to_ascii_lowercase();
+                if let Some((_, v)) = edits.sets().iter().find(|(n, _)| *n == name) {
+                    return Some(v.clone());
+                }
+                if edits.removals().contains(&name) {
+                    return None;
+                }
+                base.get_header(&name)
+            }
+        }
+    }
 }
 
 /// Settings that come from the deployment rather than the config document.
@@ -125,7 +167,7 @@ impl Gateway {
         p: &P,
         req: RequestHead,
         body: P::Body,
-    ) -> GatewayResponse<P::Body> {
+    ) -> GatewayResponse<P::Body, P::Headers> {
         let start_ms = p.now_ms();
         let mut random = [0u8; RANDOM_BYTES];
         p.fill(&mut random);
@@ -186,8 +228,7 @@ impl Gateway {
             error_detail: error.map(|e| e.log_detail).filter(|d| !d.is_empty()),
             bytes_in,
             bytes_out: response
-                .headers
-                .get("content-length")
+                .header("content-length")
                 .and_then(|v| v.trim().parse().ok()),
             upstream: trail.upstream.clone(),
             attempts: trail.attempts,
@@ -210,7 +251,7 @@ impl Gateway {
         body: P::Body,
         traceparent: &str,
         trail: &mut Trail,
-    ) -> Result<GatewayResponse<P::Body>, LocalReply> {
+    ) -> Result<GatewayResponse<P::Body, P::Headers>, LocalReply> {
         let RequestHead {
             method,
             scheme,
@@ -262,11 +303,12 @@ impl Gateway {
         let content_length = headers
             .get("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let mut response = send_with_failover(
+        let response = send_with_failover(
             p,
             &resolved,
             method,
             query,
+            headers,
             upstream_headers,
             content_length,
             body,
@@ -274,20 +316,23 @@ impl Gateway {
         )
         .await?;
 
-        remove_hop_by_hop(&mut response.headers);
-        response
-            .headers
-            .set("x-request-id", trail.request_id.clone());
+        let mut edits = HeaderEdits::new();
+        hop_by_hop_edits(
+            &mut edits,
+            response.headers.get_header("connection").as_deref(),
+        );
+        edits.set("x-request-id", trail.request_id.clone());
         Ok(GatewayResponse {
             status: response.status,
-            headers: response.headers,
+            headers: ResponseHeaders::Upstream(response.headers, edits),
             body: ResponseBody::Upstream(response.body),
         })
     }
 }
 
-/// The headers sent upstream: the client's, minus hop-by-hop and spoofable fields, plus
-/// forwarding headers, the request id and the trace context.
+/// The headers sent upstream, as edits to the client's: hop-by-hop and spoofable fields,
+/// `host` and `content-length` removed; forwarding headers, the request id and the trace
+/// context set.
 fn upstream_headers(
     config: &CompiledConfig,
     client: &HeaderList,
@@ -296,27 +341,30 @@ fn upstream_headers(
     client_ip: Option<&str>,
     request_id: &str,
     traceparent: &str,
-) -> HeaderList {
+) -> HeaderEdits {
     let settings = config.settings();
     let (prior_for, prior_fwd) = if settings.trust_forwarded {
         (
-            joined(client, "x-forwarded-for"),
-            joined(client, "forwarded"),
+            client.get_header("x-forwarded-for"),
+            client.get_header("forwarded"),
         )
     } else {
         (None, None)
     };
-    let mut h = client.clone();
-    remove_hop_by_hop(&mut h);
-    h.remove_where(|n| {
-        n == "host"
-            || n == "content-length"
-            || n == "traceparent"
-            || n == "x-request-id"
-            || is_spoofable(n, &settings.strip_request_headers)
-    });
+    // Only fields the client sent are removed: each edit costs the host a call.
+    let mut edits = HeaderEdits::new();
+    let is_hop = hop_by_hop_in(client);
+    for (name, _) in client.iter() {
+        if is_hop(name)
+            || name == "host"
+            || name == "content-length"
+            || is_spoofable(name, &settings.strip_request_headers)
+        {
+            edits.remove(name);
+        }
+    }
     set_forwarding(
-        &mut h,
+        &mut edits,
         ClientHop {
             client_ip,
             proto: scheme,
@@ -325,19 +373,9 @@ fn upstream_headers(
         prior_for.as_deref(),
         prior_fwd.as_deref(),
     );
-    h.set("x-request-id", request_id);
-    h.set("traceparent", traceparent);
-    h
-}
-
-/// Every line of a list-valued field, joined as one (RFC 9110 §5.3), or None if absent.
-fn joined(headers: &HeaderList, name: &str) -> Option<String> {
-    let parts: Vec<&str> = headers
-        .get_all(name)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
+    edits.set("x-request-id", request_id);
+    edits.set("traceparent", traceparent);
+    edits
 }
 
 fn is_idempotent(method: &str) -> bool {
@@ -355,11 +393,12 @@ async fn send_with_failover<P: Platform>(
     resolved: &ResolvedRoute<'_>,
     method: &str,
     query: Option<&str>,
-    headers: HeaderList,
+    inbound: &HeaderList,
+    headers: HeaderEdits,
     content_length: Option<u64>,
     body: P::Body,
     trail: &mut Trail,
-) -> Result<UpstreamResponse<P::Body>, LocalReply> {
+) -> Result<UpstreamResponse<P::Body, P::Headers>, LocalReply> {
     let pool = resolved.pool;
     let policy = resolved.route.upstream;
     let failover = policy.failover && is_idempotent(method) && pool.instances().len() > 1;
@@ -424,7 +463,7 @@ async fn send_with_failover<P: Platform>(
         trail.attempts += 1;
         trail.upstream = Some(instance.url.as_str().to_string());
         let sent_at = p.now_ms();
-        let result = p.send(&request, this_body).await;
+        let result = p.send(inbound, &request, this_body).await;
         *trail.backend_ms.get_or_insert(0) += p.now_ms().saturating_sub(sent_at);
         match result {
             Ok(resp) => return Ok(resp),
@@ -450,7 +489,7 @@ async fn send_with_failover<P: Platform>(
 }
 
 /// The response for a local reply: problem+json with the request id.
-fn local_response<B>(reply: &LocalReply, request_id: &str) -> GatewayResponse<B> {
+fn local_response<B, H>(reply: &LocalReply, request_id: &str) -> GatewayResponse<B, H> {
     let body = reply.render(request_id);
     let mut headers = HeaderList::new();
     headers.set("content-type", PROBLEM_CONTENT_TYPE);
@@ -462,7 +501,7 @@ fn local_response<B>(reply: &LocalReply, request_id: &str) -> GatewayResponse<B>
     }
     GatewayResponse {
         status: reply.code.status(),
-        headers,
+        headers: ResponseHeaders::Own(headers),
         body: ResponseBody::Bytes(body),
     }
 }

@@ -4,7 +4,7 @@
 //! driver calls these traits. No `Send` bounds: both hosts are single-threaded.
 #![allow(async_fn_in_trait)]
 
-use crate::headers::HeaderList;
+use crate::headers::{HeaderEdits, HeaderList, HeaderRead};
 
 /// Wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock {
@@ -57,21 +57,22 @@ pub struct UpstreamRequest {
     pub method: String,
     /// Absolute URL of the instance, path and query.
     pub url: String,
-    /// Headers to send (already cleaned; no `host`, no `content-length`).
-    pub headers: HeaderList,
+    /// The headers to send, as edits to the client's request headers (hop-by-hop and
+    /// spoofable fields, `host` and `content-length` removed; forwarding and trace fields set).
+    pub headers: HeaderEdits,
     /// The request body length when the client declared one.
     pub content_length: Option<u64>,
     /// Give up waiting for response headers after this long.
     pub timeout_ms: u64,
 }
 
-/// A backend's response head with its (unread) body.
+/// A backend's response head with its (unread) body. `H` is the host's header map.
 #[derive(Debug)]
-pub struct UpstreamResponse<B> {
+pub struct UpstreamResponse<B, H = HeaderList> {
     /// Status code.
     pub status: u16,
-    /// Response headers as received.
-    pub headers: HeaderList,
+    /// Response headers as received (read through [`HeaderRead`], never copied whole).
+    pub headers: H,
     /// The body, streamed through untouched.
     pub body: B,
 }
@@ -91,16 +92,21 @@ pub enum UpstreamError {
 pub trait Upstream {
     /// The host's request/response body (a stream, bytes, or nothing).
     type Body;
+    /// The host's response header map.
+    type Headers: HeaderRead;
 
-    /// Sends one request and waits for the response head, at most `req.timeout_ms`.
+    /// Sends one request and waits for the response head, at most `req.timeout_ms` after the
+    /// request body has been sent. `inbound` are the client's request headers, which
+    /// `req.headers` edits (hosts that keep their own copy of them may ignore it).
     ///
     /// Errors: [`UpstreamError::Connect`] if no response head arrived because of the
     /// connection, [`UpstreamError::Timeout`] if the timeout passed first.
     async fn send(
         &self,
+        inbound: &HeaderList,
         req: &UpstreamRequest,
         body: Self::Body,
-    ) -> Result<UpstreamResponse<Self::Body>, UpstreamError>;
+    ) -> Result<UpstreamResponse<Self::Body, Self::Headers>, UpstreamError>;
 
     /// A copy of `body` that can be sent again, if the body is in memory (empty or
     /// buffered); `None` for a stream.

@@ -2,6 +2,7 @@
 //! clock, deterministic randomness, a map for KV, captured log lines and a scripted upstream.
 
 use crate::headers::HeaderList;
+
 use crate::platform::{
     Clock, Kv, Log, PlatformError, Random, Upstream, UpstreamError, UpstreamRequest,
     UpstreamResponse,
@@ -30,10 +31,26 @@ impl FakeBody {
     }
 }
 
+/// A request as the fake upstream received it: the core's [`UpstreamRequest`] with its header
+/// edits applied to the client's headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRequest {
+    /// Method.
+    pub method: String,
+    /// Absolute URL.
+    pub url: String,
+    /// The headers as sent.
+    pub headers: HeaderList,
+    /// The declared body length.
+    pub content_length: Option<u64>,
+    /// The response-head timeout.
+    pub timeout_ms: u64,
+}
+
 /// What the scripted upstream does for one request.
 pub type UpstreamScript = Box<
     dyn Fn(
-        &UpstreamRequest,
+        &SentRequest,
         &FakeBody,
         &FakePlatform,
     ) -> Result<UpstreamResponse<FakeBody>, UpstreamError>,
@@ -50,7 +67,7 @@ pub struct FakePlatform {
     kv_reads: Cell<u32>,
     logs: RefCell<Vec<String>>,
     script: RefCell<Option<UpstreamScript>>,
-    sent: RefCell<Vec<(UpstreamRequest, FakeBody)>>,
+    sent: RefCell<Vec<(SentRequest, FakeBody)>>,
 }
 
 impl Default for FakePlatform {
@@ -107,7 +124,7 @@ impl FakePlatform {
     pub fn on_upstream(
         &self,
         f: impl Fn(
-                &UpstreamRequest,
+                &SentRequest,
                 &FakeBody,
                 &FakePlatform,
             ) -> Result<UpstreamResponse<FakeBody>, UpstreamError>
@@ -117,7 +134,7 @@ impl FakePlatform {
     }
 
     /// The requests sent upstream so far, with their bodies.
-    pub fn sent(&self) -> Vec<(UpstreamRequest, FakeBody)> {
+    pub fn sent(&self) -> Vec<(SentRequest, FakeBody)> {
         self.sent.borrow().clone()
     }
 
@@ -177,16 +194,25 @@ impl Kv for FakePlatform {
 
 impl Upstream for FakePlatform {
     type Body = FakeBody;
+    type Headers = HeaderList;
 
     async fn send(
         &self,
+        inbound: &HeaderList,
         req: &UpstreamRequest,
         body: FakeBody,
     ) -> Result<UpstreamResponse<FakeBody>, UpstreamError> {
-        self.sent.borrow_mut().push((req.clone(), body.clone()));
+        let sent = SentRequest {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            headers: req.headers.apply(inbound),
+            content_length: req.content_length,
+            timeout_ms: req.timeout_ms,
+        };
+        self.sent.borrow_mut().push((sent.clone(), body.clone()));
         let script = self.script.borrow();
         match script.as_ref() {
-            Some(f) => f(req, &body, self),
+            Some(f) => f(&sent, &body, self),
             None => Ok(FakePlatform::ok(&[], b"")),
         }
     }

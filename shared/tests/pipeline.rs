@@ -7,8 +7,8 @@ use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{
     Gateway, GatewayResponse, RequestHead, ResponseBody, RuntimeSettings,
 };
-use edgegate_core::platform::{UpstreamError, UpstreamRequest, UpstreamResponse};
-use edgegate_core::testing::{FakeBody, FakePlatform};
+use edgegate_core::platform::{UpstreamError, UpstreamResponse};
+use edgegate_core::testing::{FakeBody, FakePlatform, SentRequest};
 use futures::executor::block_on;
 use serde_json::{json, Value};
 
@@ -141,15 +141,15 @@ fn events_named(events: &[Value], name: &str) -> usize {
 /// The problem+json body of a local reply, after checking its framing headers.
 fn problem(resp: &GatewayResponse<FakeBody>) -> Value {
     assert_eq!(
-        resp.headers.get("content-type"),
+        resp.header("content-type").as_deref(),
         Some("application/problem+json")
     );
-    assert_eq!(resp.headers.get("cache-control"), Some("no-store"));
+    assert_eq!(resp.header("cache-control").as_deref(), Some("no-store"));
     let ResponseBody::Bytes(bytes) = &resp.body else {
         panic!("expected a gateway-made body, got {:?}", resp.body);
     };
     assert_eq!(
-        resp.headers.get("content-length"),
+        resp.header("content-length").as_deref(),
         Some(bytes.len().to_string().as_str())
     );
     let body: Value = serde_json::from_slice(bytes).unwrap();
@@ -160,7 +160,7 @@ fn problem(resp: &GatewayResponse<FakeBody>) -> Value {
     );
     assert_eq!(
         body["request_id"].as_str(),
-        resp.headers.get("x-request-id"),
+        resp.header("x-request-id").as_deref(),
         "the problem names the request id the response carries"
     );
     body
@@ -183,7 +183,7 @@ fn is_hex(s: &str, len: usize) -> bool {
 }
 
 fn refused(
-    _: &UpstreamRequest,
+    _: &SentRequest,
     _: &FakeBody,
     _: &FakePlatform,
 ) -> Result<UpstreamResponse<FakeBody>, UpstreamError> {
@@ -192,7 +192,7 @@ fn refused(
 
 /// The first attempt cannot connect; later ones succeed.
 fn first_attempt_refused(
-    _: &UpstreamRequest,
+    _: &SentRequest,
     _: &FakeBody,
     p: &FakePlatform,
 ) -> Result<UpstreamResponse<FakeBody>, UpstreamError> {
@@ -237,7 +237,10 @@ fn proxied_request_is_rewritten_to_the_instance() {
     let resp = call(&gw, &p, h, FakeBody::Bytes(b"hello".to_vec()));
 
     assert_eq!(resp.status, 201);
-    assert_eq!(resp.headers.get("content-type"), Some("application/json"));
+    assert_eq!(
+        resp.header("content-type").as_deref(),
+        Some("application/json")
+    );
     assert_eq!(
         upstream_body(&resp),
         &FakeBody::Stream(b"{\"ok\":true}".to_vec())
@@ -293,7 +296,7 @@ fn backend_errors_pass_through_untouched() {
     });
     let resp = get(&gw, &p, "/users-api/v2/users/42");
     assert_eq!(resp.status, 503);
-    assert_eq!(resp.headers.get("retry-after"), Some("5"));
+    assert_eq!(resp.header("retry-after").as_deref(), Some("5"));
     assert_eq!(upstream_body(&resp), &FakeBody::Stream(b"busy".to_vec()));
     let log = access_log(&p);
     assert_eq!(log["status"], 503);
@@ -367,7 +370,8 @@ fn hop_by_hop_headers_are_stripped_both_ways() {
         assert!(names.contains(&kept), "{kept} was dropped: {names:?}");
     }
 
-    let names: Vec<&str> = resp.headers.iter().map(|(n, _)| n).collect();
+    let list = resp.header_list();
+    let names: Vec<&str> = list.iter().map(|(n, _)| n).collect();
     for gone in [
         "connection",
         "x-resp-hop",
@@ -379,9 +383,9 @@ fn hop_by_hop_headers_are_stripped_both_ways() {
     ] {
         assert!(!names.contains(&gone), "{gone} was returned: {names:?}");
     }
-    assert_eq!(resp.headers.get("content-type"), Some("text/plain"));
+    assert_eq!(resp.header("content-type").as_deref(), Some("text/plain"));
     assert_eq!(
-        resp.headers.get_all("set-cookie").collect::<Vec<_>>(),
+        resp.header_list().get_all("set-cookie").collect::<Vec<_>>(),
         vec!["a=1", "b=2"],
         "repeated fields survive"
     );
@@ -566,7 +570,7 @@ fn request_id_is_kept_when_sane_and_generated_otherwise() {
             h.headers.append("X-Request-ID", *id);
         }
         let resp = call(&gw, &p, h, FakeBody::Empty);
-        let echoed = resp.headers.get("x-request-id").unwrap().to_string();
+        let echoed = resp.header("x-request-id").as_deref().unwrap().to_string();
         if *kept {
             assert_eq!(Some(echoed.as_str()), *incoming);
         } else {
@@ -593,7 +597,7 @@ fn request_id_is_kept_when_sane_and_generated_otherwise() {
     let h = with_headers(head("GET", "/nowhere"), &[("X-Request-ID", "local-1")]);
     let resp = call(&gw, &p, h, FakeBody::Empty);
     assert_eq!(resp.status, 404);
-    assert_eq!(resp.headers.get("x-request-id"), Some("local-1"));
+    assert_eq!(resp.header("x-request-id").as_deref(), Some("local-1"));
     assert_eq!(problem(&resp)["request_id"], "local-1");
     assert_eq!(access_log(&p)["request_id"], "local-1");
 }
@@ -672,7 +676,7 @@ fn not_found_and_method_not_allowed_are_problem_json() {
     assert_eq!(body["code"], "route_not_found");
     assert_eq!(body["status"], 404);
     assert!(body["title"].is_string());
-    assert_eq!(resp.headers.get("allow"), None);
+    assert_eq!(resp.header("allow").as_deref(), None);
     let log = access_log(&p);
     assert_eq!(
         (log["status"].clone(), log["error_code"].clone()),
@@ -693,7 +697,7 @@ fn not_found_and_method_not_allowed_are_problem_json() {
     assert_eq!(body["code"], "method_not_allowed");
     assert_eq!(body["status"], 405);
     assert_eq!(
-        resp.headers.get("allow"),
+        resp.header("allow").as_deref(),
         Some("GET, HEAD, POST, PUT, DELETE")
     );
     assert_eq!(

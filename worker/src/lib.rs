@@ -16,7 +16,7 @@ use edgegate_core::access_log::event_line;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings};
 use platform::WorkerPlatform;
 use std::rc::Rc;
-use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
+use worker::{event, Context, Env, Result, ScheduleContext, ScheduledEvent};
 
 thread_local! {
     // One gateway per isolate: its config cache and balancer state live as long as the isolate.
@@ -39,21 +39,22 @@ fn gateway(env: &Env) -> Rc<Gateway> {
     })
 }
 
-/// Every request: convert, run the pipeline, convert back. Errors only if the runtime
-/// refuses to build the response (a bug); the pipeline itself never fails.
+/// Every request: convert, run the pipeline, convert back. Takes the raw runtime request (no
+/// `request.cf` read, no URL re-parse). Errors only if the runtime refuses to build the
+/// response (a bug); the pipeline itself never fails.
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let platform = WorkerPlatform::new(&env);
-    let (head, body) = convert::inbound(&req)?;
+async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
+    let platform = WorkerPlatform::new(&env, req.headers());
+    let (head, body) = convert::inbound(&req);
     let response = gateway(&env).handle(&platform, head, body).await;
-    convert::outbound(response)
+    Ok(convert::outbound(response)?)
 }
 
 /// Cron: re-read the config pointer now, so every isolate that runs the cron picks up a new
 /// version (or logs why it did not) without waiting for a request.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    let platform = WorkerPlatform::new(&env);
+    let platform = WorkerPlatform::without_request(&env);
     let outcome = gateway(&env).config_store().refresh(&platform).await;
     let line = event_line(
         "config_check",

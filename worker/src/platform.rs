@@ -2,7 +2,8 @@
 //! logging, KV reads and `fetch` with a timeout.
 
 use crate::body::WorkerBody;
-use crate::convert::{header_list, js_headers};
+use crate::convert::{apply_edits, JsHeaders};
+use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
     Clock, Kv, Log, PlatformError, Random, Upstream, UpstreamError, UpstreamRequest,
     UpstreamResponse,
@@ -16,19 +17,39 @@ use worker::Env;
 /// The KV binding that holds the config pointer and versions.
 pub const CONFIG_KV_BINDING: &str = "EDGEGATE_CONFIG";
 
-/// Workers' implementation of the platform traits, built per request from the bindings.
+/// Workers' implementation of the platform traits, built per request over its bindings and
+/// the client's `Headers` (upstream requests start from a native copy of them). Bindings are
+/// looked up only when used (most requests read no KV).
 pub struct WorkerPlatform {
-    kv: Option<worker::kv::KvStore>,
+    env: Env,
+    inbound: Option<web_sys::Headers>,
 }
 
 impl WorkerPlatform {
-    /// Looks up the bindings. A missing KV binding makes every KV read fail (so the gateway
-    /// answers 503 `no_config` and logs why) instead of failing the request here.
-    pub fn new(env: &Env) -> Self {
+    /// A platform over this request's bindings and headers. A missing KV binding makes every KV read fail
+    /// (so the gateway answers 503 `no_config` and logs why) rather than failing here.
+    pub fn new(env: &Env, inbound: web_sys::Headers) -> Self {
         WorkerPlatform {
-            kv: env.kv(CONFIG_KV_BINDING).ok(),
+            env: env.clone(),
+            inbound: Some(inbound),
         }
     }
+
+    /// A platform for work that is not a client request (cron): upstream requests start
+    /// from empty headers.
+    pub fn without_request(env: &Env) -> Self {
+        WorkerPlatform {
+            env: env.clone(),
+            inbound: None,
+        }
+    }
+}
+
+thread_local! {
+    // `crypto` is looked up once per isolate, not per request.
+    static CRYPTO: Option<web_sys::Crypto> = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
+        .ok()
+        .and_then(|c| c.dyn_into::<web_sys::Crypto>().ok());
 }
 
 fn js_error(e: JsValue) -> String {
@@ -40,18 +61,18 @@ fn js_error(e: JsValue) -> String {
 
 impl Clock for WorkerPlatform {
     fn now_ms(&self) -> u64 {
-        worker::Date::now().as_millis()
+        js_sys::Date::now() as u64
     }
 }
 
 impl Random for WorkerPlatform {
     fn fill(&self, buf: &mut [u8]) {
-        let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
-            .ok()
-            .and_then(|c| c.dyn_into::<web_sys::Crypto>().ok());
+        let filled = CRYPTO.with(|c| {
+            c.as_ref()
+                .is_some_and(|c| c.get_random_values_with_u8_array(buf).is_ok())
+        });
         // Workers always has crypto; should it ever be missing, ids are still unique enough
         // from the clock, and nothing security-relevant depends on them.
-        let filled = crypto.is_some_and(|c| c.get_random_values_with_u8_array(buf).is_ok());
         if !filled {
             let mut x = self.now_ms() | 1;
             for b in buf {
@@ -73,9 +94,9 @@ impl Log for WorkerPlatform {
 impl Kv for WorkerPlatform {
     async fn get_text(&self, key: &str) -> Result<Option<String>, PlatformError> {
         let kv = self
-            .kv
-            .as_ref()
-            .ok_or_else(|| PlatformError(format!("no KV binding {CONFIG_KV_BINDING}")))?;
+            .env
+            .kv(CONFIG_KV_BINDING)
+            .map_err(|_| PlatformError(format!("no KV binding {CONFIG_KV_BINDING}")))?;
         kv.get(key)
             .text()
             .await
@@ -85,16 +106,25 @@ impl Kv for WorkerPlatform {
 
 impl Upstream for WorkerPlatform {
     type Body = WorkerBody;
+    type Headers = JsHeaders;
 
     async fn send(
         &self,
+        _inbound: &HeaderList,
         req: &UpstreamRequest,
         body: WorkerBody,
-    ) -> Result<UpstreamResponse<WorkerBody>, UpstreamError> {
+    ) -> Result<UpstreamResponse<WorkerBody, JsHeaders>, UpstreamError> {
         let connect = |e: JsValue| UpstreamError::Connect(js_error(e));
         let init = web_sys::RequestInit::new();
         init.set_method(&req.method);
-        init.set_headers(&js_headers(&req.headers).map_err(connect)?.into());
+        // A native copy of the client's headers with only the core's edits applied.
+        let headers = match &self.inbound {
+            Some(inbound) => web_sys::Headers::new_with_headers(inbound),
+            None => web_sys::Headers::new(),
+        }
+        .map_err(connect)?;
+        apply_edits(&headers, &req.headers).map_err(connect)?;
+        init.set_headers(&headers.into());
         // A gateway passes redirects back to the client; it never follows them itself.
         init.set_redirect(web_sys::RequestRedirect::Manual);
         // A streamed body goes through a native identity stream (workerd's FixedLengthStream
@@ -115,19 +145,35 @@ impl Upstream for WorkerPlatform {
                 }
             }
         }
-        let controller = web_sys::AbortController::new().map_err(connect)?;
-        init.set_signal(Some(&controller.signal()));
-        let request = web_sys::Request::new_with_str_and_init(&req.url, &init).map_err(connect)?;
-        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let mut fetch = JsFuture::from(global.fetch_with_request(&request));
-        // The timeout is for the response head, counted from the end of the upload (as
-        // Envoy's route timeout): a slow client upload is not the backend being slow.
-        if let Some(done) = upload_done {
-            match select(fetch, done).await {
-                Either::Left((answer, _)) => return response_head(answer.map_err(connect)?),
-                Either::Right((_, pending)) => fetch = pending,
+        // With nothing to upload, the response-head timeout is a native AbortSignal.timeout
+        // (no timer or controller of ours). With a streamed upload, the timer starts when the
+        // upload is done (as Envoy's route timeout), so it is ours.
+        let controller = match upload_done {
+            None => {
+                init.set_signal(Some(&web_sys::AbortSignal::timeout_with_f64(
+                    req.timeout_ms as f64,
+                )));
+                None
             }
-        }
+            Some(_) => {
+                let c = web_sys::AbortController::new().map_err(connect)?;
+                init.set_signal(Some(&c.signal()));
+                Some(c)
+            }
+        };
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let fetch = JsFuture::from(global.fetch_with_str_and_init(&req.url, &init));
+        let (Some(done), Some(controller)) = (upload_done, controller) else {
+            return match fetch.await {
+                Ok(resp) => response_head(resp),
+                Err(e) if is_timeout(&e) => Err(UpstreamError::Timeout),
+                Err(e) => Err(connect(e)),
+            };
+        };
+        let fetch = match select(fetch, done).await {
+            Either::Left((answer, _)) => return response_head(answer.map_err(connect)?),
+            Either::Right((_, pending)) => pending,
+        };
         let timeout = worker::Delay::from(Duration::from_millis(req.timeout_ms));
         match select(fetch, timeout).await {
             Either::Left((answer, _)) => response_head(answer.map_err(connect)?),
@@ -177,12 +223,21 @@ thread_local! {
         wasm_bindgen::closure::Closure::new(|_: JsValue| {});
 }
 
+/// True for the rejection of a fetch whose `AbortSignal.timeout` fired (a `TimeoutError`).
+fn is_timeout(e: &JsValue) -> bool {
+    js_sys::Reflect::get(e, &"name".into())
+        .ok()
+        .and_then(|n| n.as_string())
+        .as_deref()
+        == Some("TimeoutError")
+}
+
 /// The core's view of a fetch response: status, headers and the unread body stream.
-fn response_head(resp: JsValue) -> Result<UpstreamResponse<WorkerBody>, UpstreamError> {
+fn response_head(resp: JsValue) -> Result<UpstreamResponse<WorkerBody, JsHeaders>, UpstreamError> {
     let resp: web_sys::Response = resp.unchecked_into();
     Ok(UpstreamResponse {
         status: resp.status(),
-        headers: header_list(&resp.headers()),
+        headers: JsHeaders(resp.headers()),
         body: resp.body().map_or(WorkerBody::Empty, WorkerBody::Stream),
     })
 }
