@@ -52,6 +52,12 @@ pub struct AccessLogRecord {
     pub backend_ms: Option<u64>,
     /// The config version the request ran on.
     pub config_version: Option<String>,
+    /// How the caller authenticated (`jwt`, `anonymous`), if the route has an auth policy.
+    pub auth_method: Option<&'static str>,
+    /// The authenticated subject (`sub`).
+    pub subject: Option<String>,
+    /// The client application (`azp` / `client_id`).
+    pub application: Option<String>,
 }
 
 impl AccessLogRecord {

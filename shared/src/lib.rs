@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod access_log;
+pub mod auth;
 pub mod balancer;
 pub mod config;
 pub mod config_store;
@@ -22,6 +23,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod problem;
 pub mod route;
+pub mod single_flight;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;

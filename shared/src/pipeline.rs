@@ -6,15 +6,17 @@
 //! | 2 | config | the config version the whole request runs on | 503 `no_config` |
 //! | 3 | path | normalized ([`crate::path::normalize`]): no dot or encoded-slash tricks | 400 `invalid_path` |
 //! | 4 | route | API, version, environment, route, pool, upstream path | 404 / 405 + `Allow` |
-//! | 5 | upstream request | header hygiene, forwarding headers, ids | — |
-//! | 6 | upstream | instance choice, timeout, failover on connect errors | 502 / 504 |
-//! | 7 | response | hop-by-hop removal, `X-Request-ID`, access log | — |
+//! | 5 | authentication | the caller ([`crate::auth`]): JWT, or anonymous where allowed | 401 / 503 |
+//! | 6 | upstream request | header hygiene, forwarding and identity headers, ids | — |
+//! | 7 | upstream | instance choice, timeout, failover on connect errors | 502 / 504 |
+//! | 8 | response | hop-by-hop removal, `X-Request-ID`, access log | — |
 //!
-//! Later stages (authentication, authorization, rate limits, cache, transforms, breakers)
-//! slot in between 4 and 5 as functions returning [`Flow`]. Each stage that ends a request
+//! Later stages (authorization, rate limits, cache, transforms, breakers) slot in between
+//! 5 and 6 as functions returning [`Flow`]. Each stage that ends a request
 //! returns a [`LocalReply`]; the driver renders it once, as problem+json, and logs it.
 
 use crate::access_log::{rfc3339_ms, AccessLogRecord};
+use crate::auth::{Authenticator, IdentityHeaders, Principal};
 use crate::config::{CompiledConfig, ResolvedRoute};
 use crate::config_store::ConfigStore;
 use crate::headers::{
@@ -132,6 +134,7 @@ impl Default for RuntimeSettings {
 /// The gateway of one isolate: the config cache and the pipeline.
 pub struct Gateway {
     store: ConfigStore,
+    auth: Authenticator,
 }
 
 /// What the driver learns about a request as it goes, for the access log.
@@ -143,6 +146,7 @@ struct Trail {
     upstream: Option<String>,
     attempts: u32,
     backend_ms: Option<u64>,
+    principal: Option<Principal>,
 }
 
 impl Gateway {
@@ -150,7 +154,13 @@ impl Gateway {
     pub fn new(settings: RuntimeSettings) -> Self {
         Gateway {
             store: ConfigStore::new(settings.config_refresh_ms),
+            auth: Authenticator::default(),
         }
+    }
+
+    /// The authentication state (key store, verified-token cache).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
     }
 
     /// The config cache (the scheduled handler refreshes it; admin reads it).
@@ -188,6 +198,7 @@ impl Gateway {
             upstream: None,
             attempts: 0,
             backend_ms: None,
+            principal: None,
         };
 
         let outcome = match self.store.current(p).await {
@@ -238,6 +249,15 @@ impl Gateway {
                 .saturating_sub(trail.backend_ms.unwrap_or(0)),
             backend_ms: trail.backend_ms,
             config_version: trail.config_version.clone(),
+            auth_method: trail.principal.as_ref().map(|p| p.method),
+            subject: trail
+                .principal
+                .as_ref()
+                .and_then(|p| p.subject().map(str::to_string)),
+            application: trail
+                .principal
+                .as_ref()
+                .and_then(|p| p.application().map(str::to_string)),
         };
         p.log_line(&record.to_line());
         response
@@ -289,9 +309,14 @@ impl Gateway {
             resolved.environment.to_string(),
         ));
 
-        // (Later stages go here: authentication, authorization, rate limits, cache.)
+        if let Some(policy) = &resolved.route.auth {
+            let principal = self.auth.authenticate(p, config, policy, headers).await?;
+            trail.principal = Some(principal);
+        }
 
-        let upstream_headers = upstream_headers(
+        // (Later stages go here: authorization, rate limits, cache.)
+
+        let mut upstream_headers = upstream_headers(
             config,
             headers,
             scheme,
@@ -300,6 +325,9 @@ impl Gateway {
             &trail.request_id,
             traceparent,
         );
+        if let Some(principal) = &trail.principal {
+            identity_edits(&mut upstream_headers, config.identity_headers(), principal);
+        }
         let content_length = headers
             .get("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok());
@@ -376,6 +404,27 @@ fn upstream_headers(
     edits.set("x-request-id", request_id);
     edits.set("traceparent", traceparent);
     edits
+}
+
+/// Sets the identity headers for the backend (the client's copies were removed with the
+/// spoofable fields). Fields the principal lacks are not sent.
+fn identity_edits(edits: &mut HeaderEdits, names: &IdentityHeaders, principal: &Principal) {
+    let scopes = principal.scopes().join(" ");
+    let values = [
+        (&names.method, Some(principal.method)),
+        (&names.subject, principal.subject()),
+        (&names.issuer, principal.issuer()),
+        (&names.application, principal.application()),
+        (
+            &names.scopes,
+            (!scopes.is_empty()).then_some(scopes.as_str()),
+        ),
+    ];
+    for (name, value) in values {
+        if let (Some(name), Some(value)) = (name, value) {
+            edits.set(name, value);
+        }
+    }
 }
 
 fn is_idempotent(method: &str) -> bool {

@@ -121,7 +121,67 @@ pub trait Upstream {
     fn empty_body(&self) -> Self::Body;
 }
 
-/// Everything the pipeline needs from a host.
-pub trait Platform: Clock + Random + Log + Kv + Upstream {}
+/// Signature verification for the asymmetric JWS algorithms (WebCrypto on Workers, in-wasm
+/// code on Spin, native code in the fake platform). HMAC is verified inside the core.
+pub trait Crypto {
+    /// True if `signature` is `key`'s signature over `signing_input` with `alg`; false for a
+    /// wrong signature. Hosts may cache the imported key under `key.cache_id`.
+    ///
+    /// Errors: the host cannot use the key (import failed) or has no such algorithm.
+    async fn verify_signature(
+        &self,
+        alg: crate::auth::JwsAlgorithm,
+        key: &crate::auth::PublicKey,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, PlatformError>;
+}
 
-impl<T: Clock + Random + Log + Kv + Upstream> Platform for T {}
+/// A control-plane request (JWKS, discovery, introspection), its body read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Method.
+    pub method: String,
+    /// Absolute URL.
+    pub url: String,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body, if any.
+    pub body: Option<Vec<u8>>,
+    /// Give up after this long (whole exchange).
+    pub timeout_ms: u64,
+}
+
+/// A control-plane response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderList,
+    /// The body, read whole.
+    pub body: Vec<u8>,
+}
+
+/// Control-plane HTTP: small requests whose responses the core reads whole.
+pub trait Http {
+    /// Sends `req` and reads the response body, at most `max_body` bytes.
+    ///
+    /// Errors: connection failure, timeout, or a body longer than `max_body`.
+    async fn fetch_buffered(
+        &self,
+        req: &HttpRequest,
+        max_body: usize,
+    ) -> Result<HttpResponse, PlatformError>;
+}
+
+/// Deployment secrets (Worker secrets, Spin variables).
+pub trait Secrets {
+    /// The secret's value, `None` if it is not set.
+    fn secret(&self, name: &str) -> Option<String>;
+}
+
+/// Everything the pipeline needs from a host.
+pub trait Platform: Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets {}
+
+impl<T: Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets> Platform for T {}

@@ -28,6 +28,32 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// A bug or an unexpected platform failure; details are in the log.
     InternalError,
+    /// The route needs a credential and the request has none.
+    MissingCredentials,
+    /// The token is not a well-formed JWS (structure, base64url, JSON, claim types).
+    MalformedToken,
+    /// The token is larger than the route's `max_token_bytes`.
+    TokenTooLarge,
+    /// The token's `alg` is not in the route's allow-list (or is `none`), or does not fit the key.
+    AlgorithmNotAllowed,
+    /// The token has a `crit` header parameter the gateway does not implement.
+    UnsupportedCriticalHeader,
+    /// No key of the issuer matches the token's `kid` (after one refetch).
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` has passed (beyond the leeway), or is missing.
+    TokenExpired,
+    /// `nbf` (or `iat`) is in the future (beyond the leeway).
+    TokenNotYetValid,
+    /// The token's `iss` is not one of the route's providers.
+    WrongIssuer,
+    /// The token's `aud` contains none of the route's audiences.
+    WrongAudience,
+    /// A claim the route requires is missing.
+    MissingClaim,
+    /// The identity provider could not be reached and no usable cached keys are left.
+    IdpUnavailable,
 }
 
 impl ErrorCode {
@@ -76,11 +102,42 @@ impl ErrorCode {
                 "The backend did not answer in time",
             ),
             ErrorCode::InternalError => ("internal_error", 500, "Internal gateway error"),
+            ErrorCode::MissingCredentials => {
+                ("missing_credentials", 401, "Credentials are required")
+            }
+            ErrorCode::MalformedToken => ("malformed_token", 401, "The token is malformed"),
+            ErrorCode::TokenTooLarge => ("token_too_large", 401, "The token is too large"),
+            ErrorCode::AlgorithmNotAllowed => (
+                "algorithm_not_allowed",
+                401,
+                "The token's signature algorithm is not accepted",
+            ),
+            ErrorCode::UnsupportedCriticalHeader => (
+                "unsupported_critical_header",
+                401,
+                "The token has a critical header the gateway does not support",
+            ),
+            ErrorCode::UnknownKey => ("unknown_key", 401, "The token's signing key is unknown"),
+            ErrorCode::BadSignature => ("bad_signature", 401, "The token's signature is invalid"),
+            ErrorCode::TokenExpired => ("token_expired", 401, "The token has expired"),
+            ErrorCode::TokenNotYetValid => {
+                ("token_not_yet_valid", 401, "The token is not valid yet")
+            }
+            ErrorCode::WrongIssuer => ("wrong_issuer", 401, "The token's issuer is not accepted"),
+            ErrorCode::WrongAudience => {
+                ("wrong_audience", 401, "The token is not meant for this API")
+            }
+            ErrorCode::MissingClaim => ("missing_claim", 401, "The token lacks a required claim"),
+            ErrorCode::IdpUnavailable => (
+                "idp_unavailable",
+                503,
+                "The identity provider cannot be reached",
+            ),
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidPath,
@@ -89,6 +146,19 @@ impl ErrorCode {
         ErrorCode::UpstreamUnreachable,
         ErrorCode::UpstreamTimeout,
         ErrorCode::InternalError,
+        ErrorCode::MissingCredentials,
+        ErrorCode::MalformedToken,
+        ErrorCode::TokenTooLarge,
+        ErrorCode::AlgorithmNotAllowed,
+        ErrorCode::UnsupportedCriticalHeader,
+        ErrorCode::UnknownKey,
+        ErrorCode::BadSignature,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenNotYetValid,
+        ErrorCode::WrongIssuer,
+        ErrorCode::WrongAudience,
+        ErrorCode::MissingClaim,
+        ErrorCode::IdpUnavailable,
     ];
 }
 

@@ -4,8 +4,8 @@
 use crate::headers::HeaderList;
 
 use crate::platform::{
-    Clock, Kv, Log, PlatformError, Random, Upstream, UpstreamError, UpstreamRequest,
-    UpstreamResponse,
+    Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
+    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -47,6 +47,10 @@ pub struct SentRequest {
     pub timeout_ms: u64,
 }
 
+/// What the scripted control-plane HTTP (IdP, Registry) does for one request.
+pub type HttpScript =
+    Box<dyn Fn(&HttpRequest, &FakePlatform) -> Result<HttpResponse, PlatformError>>;
+
 /// What the scripted upstream does for one request.
 pub type UpstreamScript = Box<
     dyn Fn(
@@ -68,6 +72,11 @@ pub struct FakePlatform {
     logs: RefCell<Vec<String>>,
     script: RefCell<Option<UpstreamScript>>,
     sent: RefCell<Vec<(SentRequest, FakeBody)>>,
+    http: RefCell<Option<HttpScript>>,
+    http_sent: RefCell<Vec<HttpRequest>>,
+    http_yields: Cell<bool>,
+    secrets: RefCell<HashMap<String, String>>,
+    verifications: Cell<u32>,
 }
 
 impl Default for FakePlatform {
@@ -89,7 +98,43 @@ impl FakePlatform {
             logs: RefCell::new(Vec::new()),
             script: RefCell::new(None),
             sent: RefCell::new(Vec::new()),
+            http: RefCell::new(None),
+            http_sent: RefCell::new(Vec::new()),
+            http_yields: Cell::new(false),
+            secrets: RefCell::new(HashMap::new()),
+            verifications: Cell::new(0),
         }
+    }
+
+    /// Scripts the control-plane HTTP (JWKS, discovery, …).
+    pub fn on_http(
+        &self,
+        f: impl Fn(&HttpRequest, &FakePlatform) -> Result<HttpResponse, PlatformError> + 'static,
+    ) {
+        *self.http.borrow_mut() = Some(Box::new(f));
+    }
+
+    /// The control-plane requests made so far.
+    pub fn http_sent(&self) -> Vec<HttpRequest> {
+        self.http_sent.borrow().clone()
+    }
+
+    /// Makes every control-plane request suspend once before answering (so that concurrent
+    /// requests interleave at it, as with a real network).
+    pub fn set_http_yields(&self, yields: bool) {
+        self.http_yields.set(yields);
+    }
+
+    /// Sets a secret.
+    pub fn set_secret(&self, name: &str, value: &str) {
+        self.secrets
+            .borrow_mut()
+            .insert(name.to_string(), value.to_string());
+    }
+
+    /// How many asymmetric signature verifications were made.
+    pub fn verifications(&self) -> u32 {
+        self.verifications.get()
     }
 
     /// Moves the clock forward.
@@ -253,5 +298,46 @@ impl std::future::Future for YieldOnce {
             cx.waker().wake_by_ref();
             std::task::Poll::Pending
         }
+    }
+}
+
+impl Crypto for FakePlatform {
+    async fn verify_signature(
+        &self,
+        alg: crate::auth::JwsAlgorithm,
+        key: &crate::auth::PublicKey,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, PlatformError> {
+        self.verifications.set(self.verifications.get() + 1);
+        crate::auth::soft_crypto::verify(alg, key, signing_input, signature)
+    }
+}
+
+impl Http for FakePlatform {
+    async fn fetch_buffered(
+        &self,
+        req: &HttpRequest,
+        max_body: usize,
+    ) -> Result<HttpResponse, PlatformError> {
+        self.http_sent.borrow_mut().push(req.clone());
+        if self.http_yields.get() {
+            YieldOnce(false).await;
+        }
+        let script = self.http.borrow();
+        let resp = match script.as_ref() {
+            Some(f) => f(req, self)?,
+            None => return Err(PlatformError("no HTTP script".into())),
+        };
+        if resp.body.len() > max_body {
+            return Err(PlatformError(format!("body over {max_body} bytes")));
+        }
+        Ok(resp)
+    }
+}
+
+impl Secrets for FakePlatform {
+    fn secret(&self, name: &str) -> Option<String> {
+        self.secrets.borrow().get(name).cloned()
     }
 }

@@ -1173,7 +1173,7 @@ fn a_version_whose_document_arrives_late_is_activated() {
 
 // === access log ===
 
-const ACCESS_FIELDS: [&str; 22] = [
+const ACCESS_FIELDS: [&str; 25] = [
     "kind",
     "time",
     "request_id",
@@ -1196,6 +1196,9 @@ const ACCESS_FIELDS: [&str; 22] = [
     "gateway_ms",
     "backend_ms",
     "config_version",
+    "auth_method",
+    "subject",
+    "application",
 ];
 
 #[test]

@@ -10,6 +10,7 @@
 
 mod body;
 mod convert;
+mod crypto;
 mod platform;
 
 use edgegate_core::access_log::event_line;
@@ -51,15 +52,21 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys
 }
 
 /// Cron: re-read the config pointer now, so every isolate that runs the cron picks up a new
-/// version (or logs why it did not) without waiting for a request.
+/// version (or logs why it did not) without waiting for a request; then prefetch the keys of
+/// every identity provider, so requests rarely wait for a JWKS fetch.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let platform = WorkerPlatform::without_request(&env);
-    let outcome = gateway(&env).config_store().refresh(&platform).await;
+    let gateway = gateway(&env);
+    let outcome = gateway.config_store().refresh(&platform).await;
+    let keys = match gateway.config_store().active() {
+        Some(config) => gateway.authenticator().prefetch(&platform, &config).await,
+        None => 0,
+    };
     let line = event_line(
         "config_check",
         worker::Date::now().as_millis(),
-        serde_json::json!({"cron": event.cron(), "outcome": format!("{outcome:?}")}),
+        serde_json::json!({"cron": event.cron(), "outcome": format!("{outcome:?}"), "jwks_keys": keys}),
     );
     worker::console_log!("{}", line);
 }

@@ -3,10 +3,11 @@
 
 use crate::body::WorkerBody;
 use crate::convert::{apply_edits, JsHeaders};
+use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
-    Clock, Kv, Log, PlatformError, Random, Upstream, UpstreamError, UpstreamRequest,
-    UpstreamResponse,
+    Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
+    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use futures_util::future::{select, Either};
 use std::time::Duration;
@@ -267,4 +268,79 @@ fn pipe_through(
     let piped: js_sys::Promise = pipe_to.call1(stream, &writable)?.dyn_into()?;
     let done = IGNORE_REJECTION.with(|ignore| piped.catch(ignore));
     Ok((readable, done))
+}
+
+impl Crypto for WorkerPlatform {
+    async fn verify_signature(
+        &self,
+        alg: JwsAlgorithm,
+        key: &PublicKey,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, PlatformError> {
+        crate::crypto::verify(alg, key, signing_input, signature).await
+    }
+}
+
+impl Http for WorkerPlatform {
+    async fn fetch_buffered(
+        &self,
+        req: &HttpRequest,
+        max_body: usize,
+    ) -> Result<HttpResponse, PlatformError> {
+        let err = |e: JsValue| PlatformError(js_error(e));
+        let init = web_sys::RequestInit::new();
+        init.set_method(&req.method);
+        let headers = web_sys::Headers::new().map_err(err)?;
+        for (n, v) in &req.headers {
+            headers.append(n, v).map_err(err)?;
+        }
+        init.set_headers(&headers.into());
+        if let Some(body) = &req.body {
+            init.set_body(&js_sys::Uint8Array::from(body.as_slice()).into());
+        }
+        // The timeout covers the whole exchange, body included.
+        init.set_signal(Some(&web_sys::AbortSignal::timeout_with_f64(
+            req.timeout_ms as f64,
+        )));
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let resp: web_sys::Response =
+            JsFuture::from(global.fetch_with_str_and_init(&req.url, &init))
+                .await
+                .map_err(|e| {
+                    if is_timeout(&e) {
+                        PlatformError("timeout".into())
+                    } else {
+                        err(e)
+                    }
+                })?
+                .unchecked_into();
+        let declared = resp
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > max_body) {
+            return Err(PlatformError(format!("body over {max_body} bytes")));
+        }
+        let buffer = JsFuture::from(resp.array_buffer().map_err(err)?)
+            .await
+            .map_err(err)?;
+        let body = js_sys::Uint8Array::new(&buffer).to_vec();
+        if body.len() > max_body {
+            return Err(PlatformError(format!("body over {max_body} bytes")));
+        }
+        Ok(HttpResponse {
+            status: resp.status(),
+            headers: crate::convert::header_list(&resp.headers()),
+            body,
+        })
+    }
+}
+
+impl Secrets for WorkerPlatform {
+    fn secret(&self, name: &str) -> Option<String> {
+        self.env.secret(name).ok().map(|s| s.to_string())
+    }
 }

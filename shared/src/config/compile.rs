@@ -123,18 +123,18 @@ const MAX_TIMEOUT_MS: u64 = 300_000;
 const MAX_REPLAY_BYTES: u64 = 1 << 20;
 const DEFAULT_REPLAY_BYTES: u64 = 64 * 1024;
 
-struct Ctx {
-    errors: Vec<ConfigError>,
+pub(super) struct Ctx {
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl Ctx {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError::new(path, message));
     }
 }
 
 /// `[A-Za-z0-9._-]{1,64}`: names of APIs, routes, pools and environments.
-fn is_name(s: &str) -> bool {
+pub(super) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -142,7 +142,7 @@ fn is_name(s: &str) -> bool {
 }
 
 /// An HTTP field name (RFC 9110 token).
-fn is_token(s: &str) -> bool {
+pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
@@ -157,7 +157,28 @@ pub fn compile_document(
 ) -> Result<CompiledConfig, ConfigErrors> {
     let mut cx = Ctx { errors: Vec::new() };
 
-    let settings = compile_gateway(&doc.gateway, &mut cx);
+    let mut settings = compile_gateway(&doc.gateway, &mut cx);
+    let (identity_providers, idp_index) =
+        super::auth::identity_providers(&doc.identity_providers, &mut cx);
+    let identity_headers = super::auth::identity_headers(&doc.gateway.identity_headers, &mut cx);
+    // Whatever a client sends in the identity headers is removed before the gateway sets them.
+    for name in identity_headers.names() {
+        if !settings.strip_request_headers.iter().any(|n| n == name) {
+            settings.strip_request_headers.push(name.to_string());
+        }
+    }
+    let auth_of = |policies: &Policies, path: &str, cx: &mut Ctx| {
+        policies.auth.as_ref().map(|a| {
+            super::auth::auth_policy(
+                a,
+                &format!("{path}.auth"),
+                &identity_providers,
+                &idp_index,
+                cx,
+            )
+        })
+    };
+    let gateway_auth = auth_of(&doc.gateway.policies, "$.gateway.policies", &mut cx);
 
     // Pools: BTreeMap order, so indices are stable for a given document.
     let mut pool_index: HashMap<&str, usize> = HashMap::new();
@@ -386,6 +407,8 @@ pub fn compile_document(
             &format!("{ap}.policies"),
             &mut cx,
         );
+        let api_auth = auth_of(&api.policies, &format!("{ap}.policies"), &mut cx)
+            .or_else(|| gateway_auth.clone());
 
         // Routes.
         let mut route_names = HashSet::new();
@@ -474,6 +497,8 @@ pub fn compile_document(
                 &format!("{rp}.policies"),
                 &mut cx,
             );
+            let auth = auth_of(&r.policies, &format!("{rp}.policies"), &mut cx)
+                .or_else(|| api_auth.clone());
 
             // Which versions serve this route.
             let version_idx: Vec<Option<u16>> = if api.versions.is_empty() {
@@ -539,6 +564,7 @@ pub fn compile_document(
                     upstream_path,
                     pool,
                     upstream,
+                    auth,
                 });
             } else {
                 routes.push(Route {
@@ -548,6 +574,7 @@ pub fn compile_document(
                     upstream_path,
                     pool,
                     upstream,
+                    auth,
                 });
             }
         }
@@ -589,6 +616,8 @@ pub fn compile_document(
             apis,
             routes,
             router,
+            identity_providers,
+            identity_headers,
         }),
         _ => Err(ConfigErrors(cx.errors)),
     }

@@ -1,7 +1,9 @@
 //! The compiled, immutable config that every request runs on.
 
+use crate::auth::{AuthPolicy, IdentityHeaders, IdentityProvider};
 use crate::balancer::Pool;
 use crate::route::{HostPattern, PathTemplate, RouteMiss, RouteRequest, Router};
+use std::rc::Rc;
 
 /// Gateway-wide settings after validation.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +71,8 @@ pub struct Route {
     pub pool: Option<usize>,
     /// Its upstream policy.
     pub upstream: UpstreamPolicy,
+    /// Its authentication policy; None: anonymous.
+    pub auth: Option<Rc<AuthPolicy>>,
 }
 
 /// A validated config, ready to serve. Built only by [`super::compile`].
@@ -80,6 +84,8 @@ pub struct CompiledConfig {
     pub(super) apis: Vec<Api>,
     pub(super) routes: Vec<Route>,
     pub(super) router: Router,
+    pub(super) identity_providers: Vec<IdentityProvider>,
+    pub(super) identity_headers: IdentityHeaders,
 }
 
 /// Everything the proxy needs to know about the route a request matched.
@@ -125,6 +131,16 @@ impl CompiledConfig {
     /// The pools in name order.
     pub fn pools(&self) -> &[Pool] {
         &self.pools
+    }
+
+    /// The identity providers (in name order; auth rules refer to them by index).
+    pub fn identity_providers(&self) -> &[IdentityProvider] {
+        &self.identity_providers
+    }
+
+    /// The identity header names.
+    pub fn identity_headers(&self) -> &IdentityHeaders {
+        &self.identity_headers
     }
 
     /// The router.

@@ -1,6 +1,7 @@
 //! Config: the document format ([`spec`]), the compiler ([`compile`]) and the immutable,
 //! validated [`CompiledConfig`] that requests run on.
 
+mod auth;
 mod compile;
 mod compiled;
 mod duplicates;

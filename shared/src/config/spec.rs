@@ -20,6 +20,9 @@ pub struct ConfigDocument {
     pub gateway: GatewaySpec,
     /// Backend pools by name; versions and routes refer to them.
     pub pools: BTreeMap<String, PoolSpec>,
+    /// Token issuers by name; `auth.jwt.providers` refers to them.
+    #[serde(default)]
+    pub identity_providers: BTreeMap<String, IdentityProviderSpec>,
     /// The APIs the gateway serves.
     pub apis: Vec<ApiSpec>,
 }
@@ -45,6 +48,113 @@ pub struct GatewaySpec {
     /// Policies that apply to every API unless an API or route sets its own.
     #[serde(default)]
     pub policies: Policies,
+    /// Request headers that carry the authenticated identity to backends. Whatever the client
+    /// sends in these is always removed first.
+    #[serde(default)]
+    pub identity_headers: IdentityHeadersSpec,
+}
+
+/// Header names for the authenticated identity sent to backends (empty string: not sent).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeadersSpec {
+    /// The token subject (`sub`). Default `x-edgegate-subject`.
+    #[serde(default = "default_subject_header")]
+    pub subject: String,
+    /// The token issuer (`iss`). Default `x-edgegate-issuer`.
+    #[serde(default = "default_issuer_header")]
+    pub issuer: String,
+    /// The client application (`azp` or `client_id`). Default `x-edgegate-application`.
+    #[serde(default = "default_application_header")]
+    pub application: String,
+    /// The granted scopes, space-separated. Default `x-edgegate-scopes`.
+    #[serde(default = "default_scopes_header")]
+    pub scopes: String,
+    /// How the caller authenticated (`jwt`, `anonymous`). Default `x-edgegate-auth-method`.
+    #[serde(default = "default_method_header")]
+    pub method: String,
+}
+
+fn default_subject_header() -> String {
+    "x-edgegate-subject".into()
+}
+fn default_issuer_header() -> String {
+    "x-edgegate-issuer".into()
+}
+fn default_application_header() -> String {
+    "x-edgegate-application".into()
+}
+fn default_scopes_header() -> String {
+    "x-edgegate-scopes".into()
+}
+fn default_method_header() -> String {
+    "x-edgegate-auth-method".into()
+}
+
+impl Default for IdentityHeadersSpec {
+    fn default() -> Self {
+        IdentityHeadersSpec {
+            subject: default_subject_header(),
+            issuer: default_issuer_header(),
+            application: default_application_header(),
+            scopes: default_scopes_header(),
+            method: default_method_header(),
+        }
+    }
+}
+
+/// A token issuer: where its verification keys come from and how long they are trusted.
+/// Exactly one of `jwks_uri`, `discovery_url` and `hmac_secret` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProviderSpec {
+    /// The `iss` its tokens carry (compared exactly).
+    pub issuer: String,
+    /// The JWKS URL (https, or http to a loopback address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// OIDC discovery document URL (`…/.well-known/openid-configuration`); its `jwks_uri`
+    /// is used, and its `issuer` must equal `issuer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_url: Option<String>,
+    /// For HS256/384/512: the name of the secret (a Worker secret) holding the shared key; its
+    /// UTF-8 bytes are the key and must be at least as long as the hash (32/48/64 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_secret: Option<String>,
+    /// Keys are trusted at least this long after a fetch, even if `Cache-Control` says less
+    /// (seconds, default 60).
+    #[serde(default = "default_min_ttl")]
+    pub jwks_min_ttl_s: u64,
+    /// … and at most this long, whatever `Cache-Control` says (seconds, default 86400).
+    #[serde(default = "default_max_ttl")]
+    pub jwks_max_ttl_s: u64,
+    /// While the IdP cannot be reached, expired keys keep serving this long (seconds, default
+    /// 86400); after that requests get 503 `idp_unavailable`.
+    #[serde(default = "default_max_stale")]
+    pub max_stale_s: u64,
+    /// At most one key fetch per this interval per isolate, whatever asks for it (unknown
+    /// `kid`s, expiry, failures) (seconds, default 10).
+    #[serde(default = "default_refetch_interval")]
+    pub refetch_interval_s: u64,
+    /// Timeout of a key or discovery fetch in ms (default 5000).
+    #[serde(default = "default_idp_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_min_ttl() -> u64 {
+    60
+}
+fn default_max_ttl() -> u64 {
+    86_400
+}
+fn default_max_stale() -> u64 {
+    86_400
+}
+fn default_refetch_interval() -> u64 {
+    10
+}
+fn default_idp_timeout() -> u64 {
+    5_000
 }
 
 /// A set of interchangeable backend instances.
@@ -187,14 +297,76 @@ pub struct PredicateSpec {
     pub present: Option<bool>,
 }
 
-/// Policy sections, set at gateway, API or route level; the most specific level wins per
-/// field. Later pipeline stages (auth, rate limits, caching, ...) add their sections here.
+/// Policy sections, set at gateway, API or route level. `upstream`: the most specific level
+/// wins per field; `auth`: the most specific level that sets it wins as a whole. Later
+/// pipeline stages (rate limits, caching, ...) add their sections here.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policies {
     /// How requests are sent to the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamPolicySpec>,
+    /// Who may call: the accepted authentication methods. Without an `auth` section at any
+    /// level, routes are anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthPolicySpec>,
+}
+
+/// Authentication of a route: the methods it accepts, tried in order until one applies.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthPolicySpec {
+    /// Accepted methods. A request that presents a credential of an accepted method must pass
+    /// it; a request that presents none passes only if `anonymous` is listed.
+    pub accept: Vec<AuthMethodSpec>,
+    /// Rules for `jwt` (required when `jwt` is accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtPolicySpec>,
+}
+
+/// An authentication method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethodSpec {
+    /// A signed JWT (`Authorization: Bearer …`) from one of the listed providers.
+    Jwt,
+    /// No credential needed.
+    Anonymous,
+}
+
+/// What a JWT must satisfy on a route.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtPolicySpec {
+    /// Identity providers whose tokens are accepted (by name); the token's `iss` picks one.
+    pub providers: Vec<String>,
+    /// The token's `aud` (string or array) must contain one of these. Empty: `aud` is not
+    /// checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms (`HS256`…`HS512`, `RS256`…`RS512`, `PS256`…`PS512`,
+    /// `ES256`, `ES384`, `EdDSA`). Default `["RS256", "ES256"]`. `none` is never accepted.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (0 to 300, default 60).
+    #[serde(default = "default_leeway")]
+    pub leeway_s: u64,
+    /// Claims that must be present (e.g. `sub`, `jti`). `exp` is always required.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// The largest token accepted, in bytes (256 to 65536, default 8192).
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+fn default_leeway() -> u64 {
+    60
+}
+fn default_max_token_bytes() -> u64 {
+    8192
 }
 
 /// How requests are sent to the backend.

@@ -1,0 +1,400 @@
+//! The authentication stage: who is calling.
+//!
+//! Runs after routing, for routes with an `auth` policy. A request with no credential passes
+//! as anonymous only where the policy accepts `anonymous`; a request with a bearer token must
+//! present a valid one (an invalid credential is never downgraded to anonymous).
+//!
+//! JWT verification, in order: size limit → strict parse (`alg` allow-list, no `none`, no
+//! `crit`) → issuer picks the provider (keys only ever come from the configured provider,
+//! never from the token's `jku`/`jwk`/`x5u`/`x5c`) → key family must fit the algorithm (no
+//! HMAC with a public key) → claim checks → key lookup (JWKS cache, single-flight refetch) →
+//! signature (HMAC in wasm; RSA/EC/EdDSA through the platform's `Crypto`, WebCrypto on
+//! Workers). A verified token is cached by the SHA-256 of its text until `exp`; cached tokens
+//! still go through the route's claim checks, and are dropped when their key leaves the JWKS.
+
+mod alg;
+mod cache;
+mod jwk;
+mod keys;
+mod policy;
+#[cfg(feature = "soft-crypto")]
+pub mod soft_crypto;
+mod token;
+
+pub use alg::{AlgorithmSet, JwsAlgorithm, KeyFamily};
+pub use cache::{TokenCache, VerifiedToken, MAX_LEEWAY_S};
+pub use jwk::{parse_jwks, KeyMaterial, PublicKey, MIN_RSA_BITS};
+pub use keys::KeyStore;
+pub use policy::{AuthPolicy, IdentityHeaders, IdentityProvider, JwtRules, KeySource};
+pub use token::{check_claims, parse_token, ClaimRules, ParsedToken, TokenClaims, TokenError};
+
+use crate::config::CompiledConfig;
+use crate::headers::HeaderList;
+use crate::platform::Platform;
+use crate::problem::{ErrorCode, LocalReply};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use std::rc::Rc;
+
+/// The caller, as authentication established it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// `jwt` or `anonymous`.
+    pub method: &'static str,
+    /// The token's claims (None for anonymous).
+    pub claims: Option<Rc<TokenClaims>>,
+}
+
+impl Principal {
+    /// An anonymous caller.
+    pub fn anonymous() -> Self {
+        Principal {
+            method: "anonymous",
+            claims: None,
+        }
+    }
+
+    /// The subject (`sub`).
+    pub fn subject(&self) -> Option<&str> {
+        self.claims.as_ref()?.subject.as_deref()
+    }
+
+    /// The issuer (`iss`).
+    pub fn issuer(&self) -> Option<&str> {
+        self.claims.as_ref()?.issuer.as_deref()
+    }
+
+    /// The client application (`azp` / `client_id`).
+    pub fn application(&self) -> Option<&str> {
+        self.claims.as_ref()?.application.as_deref()
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> &[String] {
+        self.claims.as_ref().map_or(&[], |c| c.scopes.as_slice())
+    }
+}
+
+/// The isolate's authentication state: the key store and the verified-token cache.
+pub struct Authenticator {
+    keys: KeyStore,
+    tokens: TokenCache,
+}
+
+/// Verified tokens kept per isolate by default.
+pub const DEFAULT_TOKEN_CACHE: usize = 4096;
+
+impl Default for Authenticator {
+    fn default() -> Self {
+        Authenticator::new(DEFAULT_TOKEN_CACHE)
+    }
+}
+
+impl Authenticator {
+    /// State with a token cache of `token_cache` entries.
+    pub fn new(token_cache: usize) -> Self {
+        Authenticator {
+            keys: KeyStore::new(),
+            tokens: TokenCache::new(token_cache),
+        }
+    }
+
+    /// The key store (cron prefetch, tests).
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    /// The verified-token cache.
+    pub fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    /// Authenticates a request under a route's policy.
+    ///
+    /// Errors: a 401 reply with `WWW-Authenticate` and the reason code, or 503
+    /// `idp_unavailable` when keys cannot be had. Never logs the token.
+    pub async fn authenticate<P: Platform>(
+        &self,
+        p: &P,
+        config: &CompiledConfig,
+        policy: &AuthPolicy,
+        headers: &HeaderList,
+    ) -> Result<Principal, LocalReply> {
+        let token = match bearer_token(headers) {
+            Err(e) => return Err(reply(e)),
+            Ok(None) if policy.anonymous => return Ok(Principal::anonymous()),
+            Ok(None) => {
+                return Err(reply(TokenError::new(
+                    ErrorCode::MissingCredentials,
+                    "no bearer token",
+                )))
+            }
+            Ok(Some(t)) => t,
+        };
+        let Some(rules) = &policy.jwt else {
+            // A token on a route that accepts no JWT: the route is anonymous, the token unused.
+            return Ok(Principal::anonymous());
+        };
+        self.verify_jwt(p, config, rules, token)
+            .await
+            .map_err(reply)
+    }
+
+    async fn verify_jwt<P: Platform>(
+        &self,
+        p: &P,
+        config: &CompiledConfig,
+        rules: &JwtRules,
+        token: &str,
+    ) -> Result<Principal, TokenError> {
+        let now_s = (p.now_ms() / 1000) as i64;
+        if token.len() as u64 > rules.max_token_bytes {
+            return Err(TokenError::new(
+                ErrorCode::TokenTooLarge,
+                format!("{} bytes", token.len()),
+            ));
+        }
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let providers = config.identity_providers();
+
+        if let Some(hit) = self.tokens.get(&hash, now_s) {
+            let provider = rules
+                .providers
+                .iter()
+                .map(|&i| &providers[i])
+                .find(|idp| idp.store_id() == hit.provider_store_id);
+            match provider {
+                Some(idp) if self.keys.still_trusted(idp, &hit.key_id) => {
+                    if !rules.algorithms.contains(hit.alg) {
+                        return Err(TokenError::new(
+                            ErrorCode::AlgorithmNotAllowed,
+                            hit.alg.as_str(),
+                        ));
+                    }
+                    check_claims(&hit.claims, &rules.claims, now_s)?;
+                    return Ok(Principal {
+                        method: "jwt",
+                        claims: Some(hit.claims.clone()),
+                    });
+                }
+                Some(_) => self.tokens.remove(&hash), // its key was revoked: verify again
+                None => {} // another route's provider: verify as usual (will fail on issuer)
+            }
+        }
+
+        let parsed = parse_token(token, rules.max_token_bytes)?;
+        if !rules.algorithms.contains(parsed.alg) {
+            return Err(TokenError::new(
+                ErrorCode::AlgorithmNotAllowed,
+                parsed.alg.as_str(),
+            ));
+        }
+        let idp = rules
+            .providers
+            .iter()
+            .map(|&i| &providers[i])
+            .find(|idp| parsed.claims.issuer.as_deref() == Some(idp.issuer.as_str()))
+            .ok_or_else(|| {
+                TokenError::new(
+                    ErrorCode::WrongIssuer,
+                    format!("iss {:?}", parsed.claims.issuer),
+                )
+            })?;
+        let hmac_provider = matches!(idp.source, KeySource::HmacSecret(_));
+        if hmac_provider != (parsed.alg.family() == KeyFamily::Hmac) {
+            return Err(TokenError::new(
+                ErrorCode::AlgorithmNotAllowed,
+                format!("{} with provider {}", parsed.alg.as_str(), idp.name),
+            ));
+        }
+        check_claims(&parsed.claims, &rules.claims, now_s)?;
+        if let Some(len) = parsed.alg.signature_len() {
+            if parsed.signature.len() != len {
+                return Err(TokenError::new(ErrorCode::BadSignature, "signature length"));
+            }
+        }
+
+        let key = self
+            .keys
+            .key_for(p, idp, parsed.kid.as_deref(), parsed.alg)
+            .await?;
+        let signing_input = &token.as_bytes()[..parsed.signing_input_len];
+        let valid = match &key.material {
+            KeyMaterial::Hmac(secret) => {
+                verify_hmac(parsed.alg, secret, signing_input, &parsed.signature)?
+            }
+            KeyMaterial::Rsa { n, .. } if parsed.signature.len() != n.len() => false,
+            _ => p
+                .verify_signature(parsed.alg, &key, signing_input, &parsed.signature)
+                .await
+                .map_err(|e| TokenError::new(ErrorCode::InternalError, format!("verify: {e}")))?,
+        };
+        if !valid {
+            return Err(TokenError::new(
+                ErrorCode::BadSignature,
+                format!("kid {:?}", parsed.kid),
+            ));
+        }
+        let claims = Rc::new(parsed.claims);
+        self.tokens.insert(
+            hash,
+            VerifiedToken {
+                alg: parsed.alg,
+                provider_store_id: idp.store_id(),
+                key_id: key.cache_id.clone(),
+                claims: claims.clone(),
+            },
+        );
+        Ok(Principal {
+            method: "jwt",
+            claims: Some(claims),
+        })
+    }
+
+    /// Fetches the keys of every JWKS provider of `config` (the cron job).
+    pub async fn prefetch<P: Platform>(&self, p: &P, config: &CompiledConfig) -> usize {
+        let mut total = 0;
+        for idp in config.identity_providers() {
+            total += self.keys.prefetch(p, idp).await;
+        }
+        total
+    }
+}
+
+/// HMAC check in constant time. The key must be at least as long as the hash (RFC 7518 §3.2).
+fn verify_hmac(
+    alg: JwsAlgorithm,
+    key: &[u8],
+    input: &[u8],
+    sig: &[u8],
+) -> Result<bool, TokenError> {
+    if key.len() * 8 < alg.hash_bits() as usize {
+        return Err(TokenError::new(
+            ErrorCode::InternalError,
+            "HMAC secret shorter than the hash",
+        ));
+    }
+    fn check<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], sig: &[u8]) -> bool {
+        match <M as hmac::digest::KeyInit>::new_from_slice(key) {
+            Ok(mut m) => {
+                m.update(input);
+                m.verify_slice(sig).is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+    Ok(match alg {
+        JwsAlgorithm::Hs256 => check::<Hmac<Sha256>>(key, input, sig),
+        JwsAlgorithm::Hs384 => check::<Hmac<Sha384>>(key, input, sig),
+        JwsAlgorithm::Hs512 => check::<Hmac<Sha512>>(key, input, sig),
+        _ => false,
+    })
+}
+
+/// The bearer token of `Authorization` (RFC 6750 §2.1), `None` when there is no bearer
+/// credential. Errors: several `Authorization` fields, or an empty or non-token68 token.
+fn bearer_token(headers: &HeaderList) -> Result<Option<&str>, TokenError> {
+    let mut values = headers.get_all("authorization");
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(TokenError::new(
+            ErrorCode::MalformedToken,
+            "several Authorization fields",
+        ));
+    }
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim();
+    let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    if token.is_empty() || !token.chars().all(token68) {
+        return Err(TokenError::new(
+            ErrorCode::MalformedToken,
+            "bearer token is not token68",
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// The reply for a refusal: RFC 6750 `WWW-Authenticate` on 401s.
+fn reply(e: TokenError) -> LocalReply {
+    let reply = LocalReply::new(e.code, e.detail);
+    match e.code {
+        ErrorCode::MissingCredentials => {
+            reply.with_header("www-authenticate", "Bearer realm=\"edgegate\"")
+        }
+        code if code.status() == 401 => reply.with_header(
+            "www-authenticate",
+            format!(
+                "Bearer realm=\"edgegate\", error=\"invalid_token\", error_description=\"{}\"",
+                code.as_str()
+            ),
+        ),
+        ErrorCode::IdpUnavailable => reply.with_header("retry-after", "10"),
+        _ => reply,
+    }
+}
+
+/// True for `http://` URLs to a loopback host (allowed for local IdPs and tests).
+pub(crate) fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = crate::route::normalize_host(host);
+    host == "localhost" || host == "[::1]" || host.starts_with("127.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_extraction_table() {
+        let h =
+            |v: &[&str]| HeaderList::from_pairs(v.iter().map(|x| ("authorization", x.to_string())));
+        assert_eq!(bearer_token(&HeaderList::new()), Ok(None));
+        assert_eq!(
+            bearer_token(&h(&["Bearer abc.def.ghi"])),
+            Ok(Some("abc.def.ghi"))
+        );
+        assert_eq!(bearer_token(&h(&["bearer   abc"])), Ok(Some("abc")));
+        assert_eq!(bearer_token(&h(&["Basic dXNlcjpwYXNz"])), Ok(None));
+        assert!(bearer_token(&h(&["Bearer "])).is_err());
+        assert!(bearer_token(&h(&["Bearer a b"])).is_err());
+        assert!(bearer_token(&h(&["Bearer a", "Bearer b"])).is_err());
+    }
+
+    #[test]
+    fn hmac_needs_a_long_enough_key() {
+        assert!(verify_hmac(JwsAlgorithm::Hs256, b"short", b"x", &[0; 32]).is_err());
+        let key = [7u8; 32];
+        let mut m = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(&key).unwrap();
+        m.update(b"input");
+        let sig = m.finalize().into_bytes();
+        assert_eq!(
+            verify_hmac(JwsAlgorithm::Hs256, &key, b"input", &sig),
+            Ok(true)
+        );
+        assert_eq!(
+            verify_hmac(JwsAlgorithm::Hs256, &key, b"other", &sig),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn loopback_http_table() {
+        for (u, ok) in [
+            ("http://127.0.0.1:9000/jwks", true),
+            ("http://localhost/x", true),
+            ("http://[::1]:1/", true),
+            ("http://idp.example.com/jwks", false),
+            ("https://127.0.0.1/", false),
+        ] {
+            assert_eq!(is_loopback_http(u), ok, "{u}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Compiled authentication config: identity providers, route policies, identity headers.
+
+use super::alg::AlgorithmSet;
+use super::token::ClaimRules;
+
+/// Where an identity provider's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS URL.
+    Jwks(String),
+    /// An OIDC discovery document URL (its `jwks_uri` is used).
+    Discovery(String),
+    /// The name of a secret holding an HMAC key.
+    HmacSecret(String),
+}
+
+/// A validated identity provider. Times in ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityProvider {
+    /// Its config name.
+    pub name: String,
+    /// The `iss` of its tokens.
+    pub issuer: String,
+    /// Where its keys come from.
+    pub source: KeySource,
+    /// Keys are trusted at least this long after a fetch.
+    pub min_ttl_ms: u64,
+    /// … and at most this long.
+    pub max_ttl_ms: u64,
+    /// Expired keys keep serving this long while the IdP is unreachable.
+    pub max_stale_ms: u64,
+    /// At most one fetch per this interval.
+    pub refetch_interval_ms: u64,
+    /// Fetch timeout.
+    pub timeout_ms: u64,
+}
+
+impl IdentityProvider {
+    /// The isolate key store's id for this provider's keys: issuer and source, so a config
+    /// reload that keeps both keeps the fetched keys.
+    pub fn store_id(&self) -> String {
+        let source = match &self.source {
+            KeySource::Jwks(u) => format!("jwks {u}"),
+            KeySource::Discovery(u) => format!("discovery {u}"),
+            KeySource::HmacSecret(n) => format!("secret {n}"),
+        };
+        format!("{} | {source}", self.issuer)
+    }
+}
+
+/// What a route requires of a JWT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtRules {
+    /// Indices of the accepted identity providers in the compiled config.
+    pub providers: Vec<usize>,
+    /// Accepted algorithms.
+    pub algorithms: AlgorithmSet,
+    /// Claim checks.
+    pub claims: ClaimRules,
+    /// Largest token accepted.
+    pub max_token_bytes: u64,
+}
+
+/// A route's authentication policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// Requests without credentials pass as anonymous.
+    pub anonymous: bool,
+    /// JWT rules when JWTs are accepted.
+    pub jwt: Option<JwtRules>,
+}
+
+/// Header names that carry the identity to backends (`None`: not sent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    /// `sub`.
+    pub subject: Option<String>,
+    /// `iss`.
+    pub issuer: Option<String>,
+    /// `azp` / `client_id`.
+    pub application: Option<String>,
+    /// Scopes, space-separated.
+    pub scopes: Option<String>,
+    /// The authentication method.
+    pub method: Option<String>,
+}
+
+impl IdentityHeaders {
+    /// Every configured name (lower-case).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.subject,
+            &self.issuer,
+            &self.application,
+            &self.scopes,
+            &self.method,
+        ]
+        .into_iter()
+        .filter_map(|n| n.as_deref())
+    }
+}

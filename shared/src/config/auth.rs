@@ -1,0 +1,237 @@
+//! Compiling the authentication parts of a config: identity providers, `auth` policies and
+//! identity headers. Every problem is reported with its JSON path.
+
+use super::compile::{is_name, is_token, Ctx};
+use super::spec::{AuthMethodSpec, AuthPolicySpec, IdentityHeadersSpec, IdentityProviderSpec};
+use crate::auth::{
+    AlgorithmSet, AuthPolicy, ClaimRules, IdentityHeaders, IdentityProvider, JwsAlgorithm,
+    JwtRules, KeyFamily, KeySource, MAX_LEEWAY_S,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+/// Validates the identity providers; returns them (in name order) and their indices by name.
+pub(super) fn identity_providers(
+    specs: &BTreeMap<String, IdentityProviderSpec>,
+    cx: &mut Ctx,
+) -> (Vec<IdentityProvider>, HashMap<String, usize>) {
+    let mut out = Vec::new();
+    let mut index = HashMap::new();
+    for (name, spec) in specs {
+        let path = format!("$.identity_providers.{name}");
+        if !is_name(name) {
+            cx.err(
+                &path,
+                "provider names are 1-64 characters of letters, digits, '.', '_', '-'",
+            );
+        }
+        if spec.issuer.is_empty() {
+            cx.err(format!("{path}.issuer"), "the issuer must not be empty");
+        }
+        let source = match (&spec.jwks_uri, &spec.discovery_url, &spec.hmac_secret) {
+            (Some(u), None, None) => {
+                check_url(u, &format!("{path}.jwks_uri"), cx);
+                KeySource::Jwks(u.clone())
+            }
+            (None, Some(u), None) => {
+                check_url(u, &format!("{path}.discovery_url"), cx);
+                KeySource::Discovery(u.clone())
+            }
+            (None, None, Some(n)) => {
+                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    cx.err(
+                        format!("{path}.hmac_secret"),
+                        "a secret name is letters, digits and '_'",
+                    );
+                }
+                KeySource::HmacSecret(n.clone())
+            }
+            _ => {
+                cx.err(
+                    &path,
+                    "set exactly one of `jwks_uri`, `discovery_url`, `hmac_secret`",
+                );
+                KeySource::Jwks(String::new())
+            }
+        };
+        let in_range = |v: u64, lo: u64, hi: u64, field: &str, cx: &mut Ctx| {
+            if !(lo..=hi).contains(&v) {
+                cx.err(format!("{path}.{field}"), format!("must be {lo} to {hi}"));
+            }
+        };
+        in_range(spec.jwks_min_ttl_s, 0, 604_800, "jwks_min_ttl_s", cx);
+        in_range(spec.jwks_max_ttl_s, 1, 604_800, "jwks_max_ttl_s", cx);
+        in_range(spec.max_stale_s, 0, 2_592_000, "max_stale_s", cx);
+        in_range(spec.refetch_interval_s, 1, 3_600, "refetch_interval_s", cx);
+        in_range(spec.timeout_ms, 1, 60_000, "timeout_ms", cx);
+        if spec.jwks_min_ttl_s > spec.jwks_max_ttl_s {
+            cx.err(
+                format!("{path}.jwks_min_ttl_s"),
+                "must not exceed jwks_max_ttl_s",
+            );
+        }
+        index.insert(name.clone(), out.len());
+        out.push(IdentityProvider {
+            name: name.clone(),
+            issuer: spec.issuer.clone(),
+            source,
+            min_ttl_ms: spec.jwks_min_ttl_s * 1000,
+            max_ttl_ms: spec.jwks_max_ttl_s * 1000,
+            max_stale_ms: spec.max_stale_s * 1000,
+            refetch_interval_ms: spec.refetch_interval_s * 1000,
+            timeout_ms: spec.timeout_ms,
+        });
+    }
+    (out, index)
+}
+
+/// Key URLs must be https (keys fetched in clear could be swapped), except to loopback hosts.
+fn check_url(url: &str, path: &str, cx: &mut Ctx) {
+    let ok = (url.starts_with("https://") && url.len() > "https://".len())
+        || crate::auth::is_loopback_http(url);
+    if !ok {
+        cx.err(path, "must be an https URL (http only to a loopback host)");
+    }
+}
+
+/// Validates one `auth` section.
+pub(super) fn auth_policy(
+    spec: &AuthPolicySpec,
+    path: &str,
+    providers: &[IdentityProvider],
+    index: &HashMap<String, usize>,
+    cx: &mut Ctx,
+) -> Rc<AuthPolicy> {
+    if spec.accept.is_empty() {
+        cx.err(
+            format!("{path}.accept"),
+            "list at least one method (or `anonymous`)",
+        );
+    }
+    for (i, m) in spec.accept.iter().enumerate() {
+        if spec.accept[..i].contains(m) {
+            cx.err(format!("{path}.accept[{i}]"), "listed twice");
+        }
+    }
+    let accepts_jwt = spec.accept.contains(&AuthMethodSpec::Jwt);
+    let jwt = match (&spec.jwt, accepts_jwt) {
+        (Some(j), true) => {
+            let jp = format!("{path}.jwt");
+            let mut algorithms = AlgorithmSet::default();
+            for (i, a) in j.algorithms.iter().enumerate() {
+                match JwsAlgorithm::parse(a) {
+                    Some(alg) => algorithms.insert(alg),
+                    None => cx.err(
+                        format!("{jp}.algorithms[{i}]"),
+                        format!("{a:?} is not a supported algorithm (`none` never is)"),
+                    ),
+                }
+            }
+            if j.algorithms.is_empty() {
+                cx.err(format!("{jp}.algorithms"), "list at least one algorithm");
+            }
+            if j.providers.is_empty() {
+                cx.err(
+                    format!("{jp}.providers"),
+                    "list at least one identity provider",
+                );
+            }
+            let mut ids = Vec::new();
+            for (i, name) in j.providers.iter().enumerate() {
+                match index.get(name) {
+                    None => cx.err(
+                        format!("{jp}.providers[{i}]"),
+                        format!("no identity provider named {name:?}"),
+                    ),
+                    Some(&idx) => {
+                        let hmac = matches!(providers[idx].source, KeySource::HmacSecret(_));
+                        let usable = if hmac {
+                            algorithms.any_of_family(KeyFamily::Hmac)
+                        } else {
+                            [
+                                KeyFamily::Rsa,
+                                KeyFamily::P256,
+                                KeyFamily::P384,
+                                KeyFamily::Ed25519,
+                            ]
+                            .iter()
+                            .any(|f| algorithms.any_of_family(*f))
+                        };
+                        if !usable {
+                            cx.err(
+                                format!("{jp}.providers[{i}]"),
+                                if hmac {
+                                    "an hmac_secret provider needs an HS* algorithm in `algorithms`"
+                                } else {
+                                    "a JWKS provider needs an RS*, PS*, ES* or EdDSA algorithm in `algorithms`"
+                                },
+                            );
+                        }
+                        ids.push(idx);
+                    }
+                }
+            }
+            if j.leeway_s > MAX_LEEWAY_S as u64 {
+                cx.err(format!("{jp}.leeway_s"), format!("at most {MAX_LEEWAY_S}"));
+            }
+            if !(256..=65_536).contains(&j.max_token_bytes) {
+                cx.err(format!("{jp}.max_token_bytes"), "must be 256 to 65536");
+            }
+            for (i, c) in j.required_claims.iter().enumerate() {
+                if c.is_empty() {
+                    cx.err(format!("{jp}.required_claims[{i}]"), "empty claim name");
+                }
+            }
+            Some(JwtRules {
+                providers: ids,
+                algorithms,
+                claims: ClaimRules {
+                    audiences: j.audiences.clone(),
+                    leeway_s: j.leeway_s.min(MAX_LEEWAY_S as u64) as i64,
+                    required: j.required_claims.clone(),
+                },
+                max_token_bytes: j.max_token_bytes,
+            })
+        }
+        (None, true) => {
+            cx.err(path, "`jwt` is accepted, so a `jwt` section is required");
+            None
+        }
+        (Some(_), false) => {
+            cx.err(
+                format!("{path}.jwt"),
+                "`jwt` rules are set but `jwt` is not in `accept`",
+            );
+            None
+        }
+        (None, false) => None,
+    };
+    Rc::new(AuthPolicy {
+        anonymous: spec.accept.contains(&AuthMethodSpec::Anonymous),
+        jwt,
+    })
+}
+
+/// Validates the identity header names (empty = not sent).
+pub(super) fn identity_headers(spec: &IdentityHeadersSpec, cx: &mut Ctx) -> IdentityHeaders {
+    let mut one = |v: &str, field: &str| -> Option<String> {
+        if v.is_empty() {
+            return None;
+        }
+        if !is_token(v) {
+            cx.err(
+                format!("$.gateway.identity_headers.{field}"),
+                format!("{v:?} is not a header name"),
+            );
+            return None;
+        }
+        Some(v.to_ascii_lowercase())
+    };
+    IdentityHeaders {
+        subject: one(&spec.subject, "subject"),
+        issuer: one(&spec.issuer, "issuer"),
+        application: one(&spec.application, "application"),
+        scopes: one(&spec.scopes, "scopes"),
+        method: one(&spec.method, "method"),
+    }
+}

@@ -1,0 +1,128 @@
+//! The core's `Crypto` on Workers: JWS signature checks through WebCrypto (`crypto.subtle`),
+//! 20-60 µs each instead of ~1 ms in wasm. Imported keys are cached per isolate.
+
+use edgegate_core::auth::{JwsAlgorithm, PublicKey};
+use edgegate_core::platform::PlatformError;
+use js_sys::{Array, Object, Reflect};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+/// Imported keys kept per isolate; beyond this the cache starts over (JWKS hold few keys).
+const MAX_CACHED_KEYS: usize = 256;
+
+thread_local! {
+    static KEYS: RefCell<HashMap<(String, JwsAlgorithm), web_sys::CryptoKey>> = RefCell::new(HashMap::new());
+}
+
+fn object(pairs: &[(&str, JsValue)]) -> Object {
+    let o = Object::new();
+    for (k, v) in pairs {
+        let _ = Reflect::set(&o, &(*k).into(), v);
+    }
+    o
+}
+
+/// (importKey algorithm, verify algorithm) for a JWS algorithm.
+fn algorithms(alg: JwsAlgorithm) -> Result<(Object, Object), PlatformError> {
+    let hash = |bits: u16| JsValue::from_str(&format!("SHA-{bits}"));
+    let name = |n: &str| JsValue::from_str(n);
+    Ok(match alg {
+        JwsAlgorithm::Rs256 | JwsAlgorithm::Rs384 | JwsAlgorithm::Rs512 => (
+            object(&[
+                ("name", name("RSASSA-PKCS1-v1_5")),
+                ("hash", hash(alg.hash_bits())),
+            ]),
+            object(&[("name", name("RSASSA-PKCS1-v1_5"))]),
+        ),
+        JwsAlgorithm::Ps256 | JwsAlgorithm::Ps384 | JwsAlgorithm::Ps512 => (
+            object(&[("name", name("RSA-PSS")), ("hash", hash(alg.hash_bits()))]),
+            // JWS PSS uses a salt as long as the hash (RFC 7518 §3.5).
+            object(&[
+                ("name", name("RSA-PSS")),
+                ("saltLength", JsValue::from(alg.hash_bits() / 8)),
+            ]),
+        ),
+        JwsAlgorithm::Es256 => (
+            object(&[("name", name("ECDSA")), ("namedCurve", name("P-256"))]),
+            object(&[("name", name("ECDSA")), ("hash", hash(256))]),
+        ),
+        JwsAlgorithm::Es384 => (
+            object(&[("name", name("ECDSA")), ("namedCurve", name("P-384"))]),
+            object(&[("name", name("ECDSA")), ("hash", hash(384))]),
+        ),
+        JwsAlgorithm::EdDsa => (
+            object(&[("name", name("Ed25519"))]),
+            object(&[("name", name("Ed25519"))]),
+        ),
+        other => {
+            return Err(PlatformError(format!(
+                "{} is verified in the core",
+                other.as_str()
+            )))
+        }
+    })
+}
+
+fn subtle() -> Result<web_sys::SubtleCrypto, PlatformError> {
+    let crypto: web_sys::Crypto = Reflect::get(&js_sys::global(), &"crypto".into())
+        .map_err(|_| PlatformError("no crypto".into()))?
+        .unchecked_into();
+    Ok(crypto.subtle())
+}
+
+fn js_err(e: JsValue) -> PlatformError {
+    PlatformError(
+        e.dyn_ref::<js_sys::Error>()
+            .map(|err| String::from(err.message()))
+            .or_else(|| e.as_string())
+            .unwrap_or_else(|| "WebCrypto error".into()),
+    )
+}
+
+/// Verifies a JWS signature with WebCrypto. JWS signatures are WebCrypto's format as they are
+/// (RSA: modulus-length bytes; ECDSA: raw r‖s; Ed25519: 64 bytes). A wrong signature is
+/// `false`; a key WebCrypto refuses to import is an error.
+pub async fn verify(
+    alg: JwsAlgorithm,
+    key: &PublicKey,
+    input: &[u8],
+    sig: &[u8],
+) -> Result<bool, PlatformError> {
+    let (import_alg, verify_alg) = algorithms(alg)?;
+    let cache_key = (key.cache_id.clone(), alg);
+    let cached = KEYS.with(|k| k.borrow().get(&cache_key).cloned());
+    let crypto_key = match cached {
+        Some(k) => k,
+        None => {
+            let jwk: Object = js_sys::JSON::parse(&key.jwk)
+                .map_err(js_err)?
+                .unchecked_into();
+            let usages = Array::of1(&"verify".into());
+            let promise = subtle()?
+                .import_key_with_object("jwk", &jwk, &import_alg, false, &usages)
+                .map_err(js_err)?;
+            let imported: web_sys::CryptoKey = JsFuture::from(promise)
+                .await
+                .map_err(js_err)?
+                .unchecked_into();
+            KEYS.with(|k| {
+                let mut k = k.borrow_mut();
+                if k.len() >= MAX_CACHED_KEYS {
+                    k.clear();
+                }
+                k.insert(cache_key, imported.clone());
+            });
+            imported
+        }
+    };
+    let promise = subtle()?
+        .verify_with_object_and_u8_array_and_u8_array(&verify_alg, &crypto_key, sig, input)
+        .map_err(js_err)?;
+    Ok(JsFuture::from(promise)
+        .await
+        .map_err(js_err)?
+        .as_bool()
+        .unwrap_or(false))
+}
