@@ -13,6 +13,9 @@ export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, "../..");
 export const WORKERD = path.join(ROOT, "node_modules/workerd/bin/workerd");
 export const BUILD = path.join(ROOT, "worker/build");
+// Target e (run.mjs --rust-baseline): the minimal Rust pass-through worker and its build output.
+export const RS_PASSTHROUGH = path.join(ROOT, "bench/rs-passthrough");
+export const RS_BUILD = path.join(RS_PASSTHROUGH, "build");
 export const COMPAT_DATE = "2026-04-26"; // wrangler.toml's compatibility_date
 export const REQUEST_PATH = "/bench-api/v1/items/42";
 // Must equal the body backend.mjs sends (every target is checked against it before the rounds).
@@ -169,12 +172,39 @@ export function ensureBuild() {
   }
 }
 
+/**
+ * Builds target e, the minimal Rust pass-through worker (bench/rs-passthrough), into
+ * bench/rs-passthrough/build/ with worker-build, exactly as scripts/build-worker.sh builds
+ * edgegate (release profile of the workspace, installed wasm-bindgen, npm's wasm-opt and
+ * esbuild, no downloads). Always runs: cargo and wasm-opt make an up-to-date rebuild cheap
+ * (~10 s), and the measured build then matches the source.
+ */
+export function buildRustPassthrough() {
+  if (!fs.existsSync(WORKERD)) throw new Error(`no workerd at ${WORKERD} (npm ci?)`);
+  console.log("building the Rust pass-through worker (bench/rs-passthrough, worker-build --release) …");
+  const env = {
+    ...process.env,
+    WASM_BINDGEN_BIN: process.env.WASM_BINDGEN_BIN ?? "wasm-bindgen",
+    WASM_OPT_BIN: process.env.WASM_OPT_BIN ?? path.join(ROOT, "node_modules/.bin/wasm-opt"),
+    ESBUILD_BIN: process.env.ESBUILD_BIN ?? path.join(ROOT, "node_modules/@esbuild/linux-x64/bin/esbuild"),
+    WRANGLER_SEND_METRICS: "false",
+    PATH: `${path.join(process.env.HOME ?? "", ".cargo/bin")}:${process.env.PATH}`,
+  };
+  const r = spawnSync("worker-build", ["--release"], { cwd: RS_PASSTHROUGH, env, stdio: ["ignore", "ignore", "pipe"], encoding: "utf8", maxBuffer: 64 << 20, timeout: 20 * 60_000 });
+  if (r.status !== 0 || !fs.existsSync(path.join(RS_BUILD, "index.js")) || !fs.existsSync(path.join(RS_BUILD, "index_bg.wasm"))) {
+    throw new Error(`worker-build in ${RS_PASSTHROUGH} failed (${r.error?.message ?? r.status ?? r.signal}):\n${(r.stderr ?? "").slice(-4000)}`);
+  }
+}
+
 export function capnpString(s) {
   return JSON.stringify(s); // plain ASCII paths/URLs: JSON's escaping is valid Cap'n Proto text
 }
 
-/** Writes the workerd configs and the files they embed into `dir`; returns the config paths. */
-export function writeWorkerdConfigs(dir, backendUrl) {
+/**
+ * Writes the workerd configs and the files they embed into `dir`; returns the config paths.
+ * With `rustPassthrough`, also target e's config (needs bench/rs-passthrough/build).
+ */
+export function writeWorkerdConfigs(dir, backendUrl, { rustPassthrough = false } = {}) {
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
   // Snapshot the built worker so a concurrent rebuild cannot mix index.js and index_bg.wasm.
@@ -182,6 +212,12 @@ export function writeWorkerdConfigs(dir, backendUrl) {
   fs.copyFileSync(path.join(BUILD, "index_bg.wasm"), path.join(dir, "index_bg.wasm"));
   fs.copyFileSync(path.join(HERE, "passthrough-worker.mjs"), path.join(dir, "passthrough-worker.mjs"));
   fs.copyFileSync(path.join(HERE, "kv-worker.mjs"), path.join(dir, "kv-worker.mjs"));
+  if (rustPassthrough) {
+    // Same module names as edgegate's (index.js imports "./index_bg.wasm"), other files on disk.
+    fs.mkdirSync(path.join(dir, "rs-passthrough"));
+    fs.copyFileSync(path.join(RS_BUILD, "index.js"), path.join(dir, "rs-passthrough/index.js"));
+    fs.copyFileSync(path.join(RS_BUILD, "index_bg.wasm"), path.join(dir, "rs-passthrough/index_bg.wasm"));
+  }
 
   const gatewayConfig = {
     pools: { "bench-backend": { instances: [{ url: backendUrl }] } },
@@ -251,10 +287,29 @@ const kv :Workerd.Worker = (
     passthrough.replace(`bindings = [(name = "BACKEND"`, `bindings = [(name = "LOG", text = "1"), (name = "BACKEND"`),
   );
   fs.writeFileSync(path.join(dir, "edgegate.capnp"), edgegate);
+  // Target e: the Rust pass-through, loaded like edgegate (index.js + index_bg.wasm), with the
+  // same BACKEND binding as the JS pass-through.
+  const rsPassthrough = `${header}
+const config :Workerd.Config = (
+  services = [(name = "main", worker = .worker), ${internet}],
+  sockets = [${socket}],
+);
+const worker :Workerd.Worker = (
+  modules = [
+    (name = "index.js", esModule = embed "rs-passthrough/index.js"),
+    (name = "index_bg.wasm", wasm = embed "rs-passthrough/index_bg.wasm"),
+  ],
+  compatibilityDate = ${capnpString(COMPAT_DATE)},
+  bindings = [(name = "BACKEND", text = ${capnpString(backendUrl)})],
+  globalOutbound = "internet",
+);
+`;
+  if (rustPassthrough) fs.writeFileSync(path.join(dir, "rs-passthrough.capnp"), rsPassthrough);
   return {
     passthrough: path.join(dir, "passthrough.capnp"),
     passthroughLog: path.join(dir, "passthrough-log.capnp"),
     edgegate: path.join(dir, "edgegate.capnp"),
+    rsPassthrough: rustPassthrough ? path.join(dir, "rs-passthrough.capnp") : null,
   };
 }
 

@@ -3,15 +3,18 @@
 //   (a) direct        the load tool against the backend itself
 //   (b) pass-through  a plain JavaScript pass-through worker under local `workerd serve`
 //   (c) edgegate      the built worker (worker/build) under local `workerd serve`, config in KV
+//   (d) optional (--log-baseline): (b) plus one access-log-like console.log per request
+//   (e) optional (--rust-baseline): a minimal Rust pass-through worker (bench/rs-passthrough,
+//       workers-rs + wasm-bindgen, same toolchain as edgegate), built here with worker-build
 // Same runtime binary, same machine, same load tool (autocannon, in its own process), same
 // backend, interleaved rounds a,b,c,a,b,c,… Reports throughput, median and p99 latency, the
 // ratios edgegate/pass-through and pass-through/direct, and CPU per request of each workerd
 // process (and of the backend and the load generator). See bench/load/README.md.
 //
 //   node bench/load/run.mjs [--duration 10] [--connections 10] [--rounds 3] [--warmup 3]
-//                           [--backend-procs 2] [--out bench/out]
+//                           [--backend-procs 2] [--log-baseline] [--rust-baseline] [--out bench/out]
 // or the same through env: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_WARMUP,
-// BENCH_BACKEND_PROCS, BENCH_OUT.
+// BENCH_BACKEND_PROCS, BENCH_LOG_BASELINE=1, BENCH_RUST_BASELINE=1, BENCH_OUT.
 
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -20,9 +23,9 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { createRequire } from "node:module";
 import {
-  ROOT, BUILD, WORKERD, REQUEST_PATH, BACKEND_BODY, CLK_TCK, installCleanupHandlers, cleanupAndExit, isCleaningUp,
+  ROOT, BUILD, RS_BUILD, WORKERD, REQUEST_PATH, BACKEND_BODY, CLK_TCK, installCleanupHandlers, cleanupAndExit, isCleaningUp,
   sleep, procCpuMs, machineCpu, median, sha256, startBackend, writeWorkerdConfigs, startWorkerd,
-  startLoadGen, check, fmt, table, ensureBuild,
+  startLoadGen, check, fmt, table, ensureBuild, buildRustPassthrough,
 } from "./lib.mjs";
 
 const require = createRequire(import.meta.url);
@@ -41,6 +44,7 @@ function options() {
       warmup: { type: "string", short: "w" },
       "backend-procs": { type: "string" },
       "log-baseline": { type: "boolean" },
+      "rust-baseline": { type: "boolean" },
       out: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -48,9 +52,12 @@ function options() {
   if (values.help) {
     console.log(
       "usage: node bench/load/run.mjs [--duration s] [--connections n] [--rounds n] [--warmup s]\n" +
-        "                              [--backend-procs n] [--log-baseline] [--out dir]\n" +
-        "env: BENCH_DURATION BENCH_CONNECTIONS BENCH_ROUNDS BENCH_WARMUP BENCH_BACKEND_PROCS BENCH_LOG_BASELINE=1 BENCH_OUT\n" +
-        "--log-baseline adds target d: the pass-through worker plus one access-log-like console.log per request",
+        "                              [--backend-procs n] [--log-baseline] [--rust-baseline] [--out dir]\n" +
+        "env: BENCH_DURATION BENCH_CONNECTIONS BENCH_ROUNDS BENCH_WARMUP BENCH_BACKEND_PROCS BENCH_LOG_BASELINE=1\n" +
+        "     BENCH_RUST_BASELINE=1 BENCH_OUT\n" +
+        "--log-baseline adds target d: the pass-through worker plus one access-log-like console.log per request\n" +
+        "--rust-baseline adds target e: a minimal Rust (workers-rs) pass-through worker, built first with\n" +
+        "                worker-build from bench/rs-passthrough (the cost of the workers-rs/wasm-bindgen glue)",
     );
     process.exit(0);
   }
@@ -67,6 +74,7 @@ function options() {
     warmup: num("warmup", "BENCH_WARMUP", 3, 0, 120),
     backendProcs: Math.round(num("backend-procs", "BENCH_BACKEND_PROCS", Math.min(2, os.cpus().length), 1, 64)),
     logBaseline: Boolean(values["log-baseline"]) || process.env.BENCH_LOG_BASELINE === "1",
+    rustBaseline: Boolean(values["rust-baseline"]) || process.env.BENCH_RUST_BASELINE === "1",
     outDir: path.resolve(values.out ?? process.env.BENCH_OUT ?? path.join(ROOT, "bench/out")),
   };
 }
@@ -74,12 +82,13 @@ function options() {
 async function main() {
   const opt = options();
   const startedAt = new Date();
-  const nTargets = opt.logBaseline ? 4 : 3;
+  const nTargets = 3 + (opt.logBaseline ? 1 : 0) + (opt.rustBaseline ? 1 : 0);
   const estimateS = opt.rounds * nTargets * (opt.duration + 1.5) + nTargets * opt.warmup + 15;
   // Global bound on the whole run, whatever happens.
   setTimeout(() => cleanupAndExit(2, `run exceeded ${Math.round(estimateS * 2 + 120)} s`), (estimateS * 2 + 120) * 1000).unref();
 
   ensureBuild();
+  if (opt.rustBaseline) buildRustPassthrough();
 
   const workerdVersion = spawnSync(WORKERD, ["--version"], { encoding: "utf8" }).stdout.trim();
   const git = (args) => spawnSync("git", args, { cwd: ROOT, encoding: "utf8" }).stdout?.trim();
@@ -97,6 +106,15 @@ async function main() {
       wasmBytes: fs.statSync(path.join(BUILD, "index_bg.wasm")).size,
       builtAt: fs.statSync(path.join(BUILD, "index_bg.wasm")).mtime.toISOString(),
     },
+    ...(opt.rustBaseline && {
+      rsPassthrough: {
+        gitDirty: Boolean(git(["status", "--porcelain", "--", "bench/rs-passthrough"])),
+        indexJsSha256: sha256(path.join(RS_BUILD, "index.js")),
+        wasmSha256: sha256(path.join(RS_BUILD, "index_bg.wasm")),
+        wasmBytes: fs.statSync(path.join(RS_BUILD, "index_bg.wasm")).size,
+        builtAt: fs.statSync(path.join(RS_BUILD, "index_bg.wasm")).mtime.toISOString(),
+      },
+    }),
   };
 
   console.log(
@@ -107,10 +125,11 @@ async function main() {
 
   const backend = await startBackend(opt.backendProcs);
   const workDir = path.join(opt.outDir, "load-work");
-  const configs = writeWorkerdConfigs(workDir, backend.url);
+  const configs = writeWorkerdConfigs(workDir, backend.url, { rustPassthrough: opt.rustBaseline });
   const wdPass = await startWorkerd("passthrough", configs.passthrough);
   const wdEdge = await startWorkerd("edgegate", configs.edgegate);
   const wdLog = opt.logBaseline ? await startWorkerd("passthrough-log", configs.passthroughLog) : null;
+  const wdRs = opt.rustBaseline ? await startWorkerd("rs-passthrough", configs.rsPassthrough) : null;
   const loadgen = await startLoadGen();
 
   const targets = [
@@ -118,6 +137,7 @@ async function main() {
     { key: "b", name: "pass-through", url: wdPass.url + REQUEST_PATH, workerdPid: wdPass.pid },
     { key: "c", name: "edgegate", url: wdEdge.url + REQUEST_PATH, workerdPid: wdEdge.pid },
     ...(wdLog ? [{ key: "d", name: "pass-through+log", url: wdLog.url + REQUEST_PATH, workerdPid: wdLog.pid }] : []),
+    ...(wdRs ? [{ key: "e", name: "rust pass-through", url: wdRs.url + REQUEST_PATH, workerdPid: wdRs.pid }] : []),
   ];
   for (const t of targets) await check(t);
 
@@ -166,7 +186,7 @@ async function main() {
       };
       rounds.push({ rec, hist: r.histogram });
       console.log(
-        `round ${round} ${t.key} ${t.name.padEnd(16)} ${fmt(r.rps).padStart(7)} req/s  p50 ${fmt(r.latencyMs.p50, 2)} ms  p99 ${fmt(r.latencyMs.p99, 2)} ms` +
+        `round ${round} ${t.key} ${t.name.padEnd(17)} ${fmt(r.rps).padStart(7)} req/s  p50 ${fmt(r.latencyMs.p50, 2)} ms  p99 ${fmt(r.latencyMs.p99, 2)} ms` +
           (t.workerdPid ? `  workerd ${fmt(rec.workerdCpuUsPerReq)} µs/req, ${fmt(rec.workerdUtilPct)}% of a core` : "") +
           `  machine busy ${fmt(rec.machineBusyPct)}%` +
           (r.errors || r.non2xx || r.timeouts || r.mismatches ? `  ERRORS ${r.errors} non2xx ${r.non2xx} timeouts ${r.timeouts} mismatches ${r.mismatches}` : ""),
@@ -207,7 +227,7 @@ async function main() {
       const d = rounds.find((x) => x.rec.round === i + 1 && x.rec.target === den).rec.rps;
       return n / d;
     }));
-  const { a, b, c, d } = summary;
+  const { a, b, c, d, e } = summary;
   const ratios = {
     edgegateOverPassthrough: c.rpsMedian / b.rpsMedian,
     edgegateOverPassthroughPairedMedian: paired("c", "b"),
@@ -221,6 +241,18 @@ async function main() {
     ...(d && {
       logBaselineOverPassthrough: d.rpsMedian / b.rpsMedian,
       logBaselineAddedWorkerdCpuUsPerReq: d.workerdCpuUsPerReq - b.workerdCpuUsPerReq,
+    }),
+    ...(e && {
+      // e vs b: the same work through workers-rs + wasm-bindgen's glue instead of plain JS.
+      rustPassthroughOverPassthrough: e.rpsMedian / b.rpsMedian,
+      rustPassthroughOverPassthroughPairedMedian: paired("e", "b"),
+      rustPassthroughAddedWorkerdCpuUsPerReq: e.workerdCpuUsPerReq - b.workerdCpuUsPerReq,
+      workerdCpuRustPassthroughOverPassthrough: e.workerdCpuUsPerReq / b.workerdCpuUsPerReq,
+      // c vs e: what edgegate's own work costs on top of the glue.
+      edgegateOverRustPassthrough: c.rpsMedian / e.rpsMedian,
+      edgegateOverRustPassthroughPairedMedian: paired("c", "e"),
+      edgegateAddedWorkerdCpuUsPerReqOverRustPassthrough: c.workerdCpuUsPerReq - e.workerdCpuUsPerReq,
+      workerdCpuEdgegateOverRustPassthrough: c.workerdCpuUsPerReq / e.workerdCpuUsPerReq,
     }),
   };
 
@@ -247,6 +279,17 @@ async function main() {
   console.log(`edgegate vs pass-through latency:   p50 ${ratios.addedP50MsEdgegateVsPassthrough >= 0 ? "+" : ""}${fmt(ratios.addedP50MsEdgegateVsPassthrough, 2)} ms, p99 ${ratios.addedP99MsEdgegateVsPassthrough >= 0 ? "+" : ""}${fmt(ratios.addedP99MsEdgegateVsPassthrough, 2)} ms`);
   console.log(`workerd CPU per request:            pass-through ${fmt(b.workerdCpuUsPerReq)} µs, edgegate ${fmt(c.workerdCpuUsPerReq)} µs (+${fmt(ratios.addedWorkerdCpuUsPerReq)} µs, ×${fmt(ratios.workerdCpuEdgegateOverPassthrough, 2)})`);
   if (d) console.log(`pass-through+log / pass-through:    ${pct(ratios.logBaselineOverPassthrough)} throughput, +${fmt(ratios.logBaselineAddedWorkerdCpuUsPerReq)} µs workerd CPU per request (cost of one access-log line)`);
+  if (e) {
+    const signed = (x) => `${x >= 0 ? "+" : ""}${fmt(x)}`;
+    console.log(
+      `rust pass-through / JS pass-through: ${pct(ratios.rustPassthroughOverPassthrough)} throughput (median of per-round ratios ${pct(ratios.rustPassthroughOverPassthroughPairedMedian)}); ` +
+        `workerd CPU per request ${fmt(e.workerdCpuUsPerReq)} vs ${fmt(b.workerdCpuUsPerReq)} µs (${signed(ratios.rustPassthroughAddedWorkerdCpuUsPerReq)} µs, ×${fmt(ratios.workerdCpuRustPassthroughOverPassthrough, 2)}): the workers-rs + wasm-bindgen glue`,
+    );
+    console.log(
+      `edgegate / rust pass-through:        ${pct(ratios.edgegateOverRustPassthrough)} throughput (median of per-round ratios ${pct(ratios.edgegateOverRustPassthroughPairedMedian)}); ` +
+        `workerd CPU per request ${fmt(c.workerdCpuUsPerReq)} vs ${fmt(e.workerdCpuUsPerReq)} µs (${signed(ratios.edgegateAddedWorkerdCpuUsPerReqOverRustPassthrough)} µs, ×${fmt(ratios.workerdCpuEdgegateOverRustPassthrough, 2)}): edgegate's own work`,
+    );
+  }
   console.log(`edgegate ≥ 90% of pass-through throughput: ${ratios.edgegateOverPassthrough >= 0.9 ? "YES" : "NO"}`);
   if (a.rpsMedian < 1.5 * b.rpsMedian) console.log("WARNING: direct is not well above pass-through: the backend or the load tool may be the bottleneck.");
   const totalErrors = Object.values(summary).reduce((s, x) => s + x.errors + x.non2xx + x.timeouts + x.mismatches, 0);
@@ -258,7 +301,7 @@ async function main() {
     finishedAt: new Date().toISOString(),
     method:
       "workerd serve (same binary) with generated capnp configs, one process per worker; autocannon in a child process; " +
-      "node:http cluster backend; interleaved rounds a,b,c; CPU from /proc/<pid>/stat utime+stime",
+      `node:http cluster backend; interleaved rounds ${targets.map((t) => t.key).join(",")}; CPU from /proc/<pid>/stat utime+stime`,
     options: { ...opt, outDir: undefined, requestPath: REQUEST_PATH },
     env: { ...env, loadavgAtEnd: os.loadavg().map((x) => +x.toFixed(2)), clkTck: CLK_TCK },
     targets: Object.fromEntries(targets.map((t) => [t.key, { name: t.name, url: t.url }])),
