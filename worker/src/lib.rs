@@ -10,6 +10,7 @@
 
 mod body;
 mod convert;
+#[cfg(not(feature = "wasm-crypto"))]
 mod crypto;
 mod platform;
 

@@ -278,6 +278,9 @@ impl Crypto for WorkerPlatform {
         signing_input: &[u8],
         signature: &[u8],
     ) -> Result<bool, PlatformError> {
+        #[cfg(feature = "wasm-crypto")]
+        return edgegate_core::auth::soft_crypto::verify(alg, key, signing_input, signature);
+        #[cfg(not(feature = "wasm-crypto"))]
         crate::crypto::verify(alg, key, signing_input, signature).await
     }
 }
