@@ -181,7 +181,27 @@ pub trait Secrets {
     fn secret(&self, name: &str) -> Option<String>;
 }
 
-/// Everything the pipeline needs from a host.
-pub trait Platform: Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets {}
+/// A cache shared by the isolates of one location (the Cache API on Workers): control-plane
+/// data such as JWKS is fetched once per location, not once per isolate.
+pub trait SharedCache {
+    /// The value stored under `key`, if present and not expired.
+    ///
+    /// Errors: the cache could not be read (callers carry on without it).
+    async fn shared_get(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError>;
 
-impl<T: Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets> Platform for T {}
+    /// Stores `value` under `key` for `ttl_s` seconds.
+    ///
+    /// Errors: the cache could not be written (callers carry on without it).
+    async fn shared_put(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), PlatformError>;
+}
+
+/// Everything the pipeline needs from a host.
+pub trait Platform:
+    Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets + SharedCache
+{
+}
+
+impl<T: Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets + SharedCache> Platform
+    for T
+{
+}

@@ -5,7 +5,7 @@ use crate::headers::HeaderList;
 
 use crate::platform::{
     Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
-    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -77,6 +77,7 @@ pub struct FakePlatform {
     http_yields: Cell<bool>,
     secrets: RefCell<HashMap<String, String>>,
     verifications: Cell<u32>,
+    shared: RefCell<HashMap<String, (Vec<u8>, u64)>>,
 }
 
 impl Default for FakePlatform {
@@ -103,6 +104,7 @@ impl FakePlatform {
             http_yields: Cell::new(false),
             secrets: RefCell::new(HashMap::new()),
             verifications: Cell::new(0),
+            shared: RefCell::new(HashMap::new()),
         }
     }
 
@@ -339,5 +341,25 @@ impl Http for FakePlatform {
 impl Secrets for FakePlatform {
     fn secret(&self, name: &str) -> Option<String> {
         self.secrets.borrow().get(name).cloned()
+    }
+}
+
+impl SharedCache for FakePlatform {
+    async fn shared_get(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
+        let now = self.now_ms();
+        Ok(self
+            .shared
+            .borrow()
+            .get(key)
+            .filter(|(_, until)| now < *until)
+            .map(|(v, _)| v.clone()))
+    }
+
+    async fn shared_put(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), PlatformError> {
+        let until = self.now_ms().saturating_add(ttl_s.saturating_mul(1000));
+        self.shared
+            .borrow_mut()
+            .insert(key.to_string(), (value.to_vec(), until));
+        Ok(())
     }
 }

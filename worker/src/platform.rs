@@ -7,7 +7,7 @@ use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
     Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
-    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use futures_util::future::{select, Either};
 use std::time::Duration;
@@ -346,4 +346,43 @@ impl Secrets for WorkerPlatform {
     fn secret(&self, name: &str) -> Option<String> {
         self.env.secret(name).ok().map(|s| s.to_string())
     }
+}
+
+/// The Cache API (`caches.default`): shared by the isolates of one location.
+impl SharedCache for WorkerPlatform {
+    async fn shared_get(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
+        let cache = worker::Cache::default();
+        match cache.get(shared_cache_url(key), false).await {
+            Ok(Some(mut resp)) => resp
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| PlatformError(e.to_string())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(PlatformError(e.to_string())),
+        }
+    }
+
+    async fn shared_put(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), PlatformError> {
+        if ttl_s == 0 {
+            return Ok(());
+        }
+        let err = |e: worker::Error| PlatformError(e.to_string());
+        let headers = worker::Headers::new();
+        headers
+            .set("cache-control", &format!("max-age={ttl_s}"))
+            .map_err(err)?;
+        let resp = worker::Response::from_bytes(value.to_vec())
+            .map_err(err)?
+            .with_headers(headers);
+        worker::Cache::default()
+            .put(shared_cache_url(key), resp)
+            .await
+            .map_err(err)
+    }
+}
+
+/// The Cache API is keyed by URL: a host no request can name.
+fn shared_cache_url(key: &str) -> String {
+    format!("https://edgegate.internal/{key}")
 }

@@ -9,7 +9,7 @@ use super::jwk::{parse_jwks, PublicKey};
 use super::policy::{IdentityProvider, KeySource};
 use super::token::TokenError;
 use crate::access_log::event_line;
-use crate::platform::{Clock, Http, HttpRequest, Log, Secrets};
+use crate::platform::{Clock, Http, HttpRequest, Log, Secrets, SharedCache};
 use crate::problem::ErrorCode;
 use crate::single_flight::SingleFlight;
 use serde_json::json;
@@ -45,6 +45,7 @@ pub struct KeyStore {
 
 /// What a fetch brought.
 struct Fetched {
+    body: Vec<u8>,
     keys: Vec<PublicKey>,
     skipped: Vec<String>,
     ttl_ms: u64,
@@ -73,7 +74,7 @@ impl KeyStore {
     /// `algorithm_not_allowed` (the `kid`'s key does not fit `alg`), `idp_unavailable` (no
     /// keys could be fetched, or the cached ones are older than `max_stale`),
     /// `internal_error` (an HMAC provider's secret is not set).
-    pub async fn key_for<P: Http + Clock + Log + Secrets>(
+    pub async fn key_for<P: Http + Clock + Log + Secrets + SharedCache>(
         &self,
         p: &P,
         idp: &IdentityProvider,
@@ -118,7 +119,7 @@ impl KeyStore {
 
     /// Fetches the keys of `idp` now (cron prefetch), within its refetch interval. Returns the
     /// number of keys held afterwards.
-    pub async fn prefetch<P: Http + Clock + Log + Secrets>(
+    pub async fn prefetch<P: Http + Clock + Log + Secrets + SharedCache>(
         &self,
         p: &P,
         idp: &IdentityProvider,
@@ -190,36 +191,68 @@ impl KeyStore {
         Ok(key)
     }
 
-    async fn fetch<P: Http + Clock + Log>(&self, p: &P, idp: &IdentityProvider, pk: &ProviderKeys) {
+    /// Loads keys: a cold isolate first tries the location's shared cache; otherwise, and for
+    /// every refetch, the IdP (whose answer then goes into the shared cache).
+    async fn fetch<P: Http + Clock + Log + SharedCache>(
+        &self,
+        p: &P,
+        idp: &IdentityProvider,
+        pk: &ProviderKeys,
+    ) {
         let started = p.now_ms();
-        let known_uri = {
+        let (known_uri, cold) = {
             let mut st = pk.state.borrow_mut();
             st.last_attempt = Some(started);
-            st.fetches += 1;
-            st.jwks_uri.clone()
+            (st.jwks_uri.clone(), !st.loaded)
         };
+        let shared_key = shared_cache_key(idp);
+        if cold {
+            if let Some(shared) = read_shared(p, &shared_key, started).await {
+                let mut st = pk.state.borrow_mut();
+                st.keys = shared.keys.into_iter().map(Rc::new).collect();
+                st.loaded = true;
+                st.fresh_until = shared.fresh_until;
+                st.jwks_uri = Some(shared.jwks_uri);
+                return;
+            }
+        }
+        pk.state.borrow_mut().fetches += 1;
         let result = fetch_keys(p, idp, known_uri).await;
         let now = p.now_ms();
-        let mut st = pk.state.borrow_mut();
         match result {
             Ok(f) => {
-                let previous: Vec<String> = st.keys.iter().map(|k| k.cache_id.clone()).collect();
-                let revoked = previous
-                    .iter()
-                    .filter(|id| !f.keys.iter().any(|k| &k.cache_id == *id))
-                    .count();
-                st.keys = f.keys.into_iter().map(Rc::new).collect();
-                st.loaded = true;
-                st.fresh_until = now.saturating_add(f.ttl_ms);
-                st.last_error = None;
-                st.jwks_uri = Some(f.jwks_uri);
-                p.log_line(&event_line(
-                    "jwks_fetched",
-                    now,
-                    json!({"provider": idp.name, "keys": st.keys.len(), "removed": revoked, "skipped": f.skipped, "ttl_s": f.ttl_ms / 1000}),
-                ));
+                let entry = json!({"jwks": String::from_utf8_lossy(&f.body), "jwks_uri": f.jwks_uri, "fresh_until": now.saturating_add(f.ttl_ms)});
+                {
+                    let mut st = pk.state.borrow_mut();
+                    let revoked = st
+                        .keys
+                        .iter()
+                        .filter(|k| !f.keys.iter().any(|n| n.cache_id == k.cache_id))
+                        .count();
+                    st.keys = f.keys.into_iter().map(Rc::new).collect();
+                    st.loaded = true;
+                    st.fresh_until = now.saturating_add(f.ttl_ms);
+                    st.last_error = None;
+                    st.jwks_uri = Some(f.jwks_uri);
+                    p.log_line(&event_line(
+                        "jwks_fetched",
+                        now,
+                        json!({"provider": idp.name, "keys": st.keys.len(), "removed": revoked, "skipped": f.skipped, "ttl_s": f.ttl_ms / 1000}),
+                    ));
+                }
+                if let Err(e) = p
+                    .shared_put(&shared_key, entry.to_string().as_bytes(), f.ttl_ms / 1000)
+                    .await
+                {
+                    p.log_line(&event_line(
+                        "shared_cache_error",
+                        now,
+                        json!({"key": shared_key, "error": e.0}),
+                    ));
+                }
             }
             Err(e) => {
+                let mut st = pk.state.borrow_mut();
                 p.log_line(&event_line(
                     "jwks_fetch_failed",
                     now,
@@ -229,6 +262,37 @@ impl KeyStore {
             }
         }
     }
+}
+
+/// The shared-cache key of a provider's JWKS.
+fn shared_cache_key(idp: &IdentityProvider) -> String {
+    use sha2::{Digest, Sha256};
+    format!(
+        "jwks:{}",
+        crate::trace::hex(&Sha256::digest(idp.store_id().as_bytes())[..16])
+    )
+}
+
+struct SharedKeys {
+    keys: Vec<PublicKey>,
+    fresh_until: u64,
+    jwks_uri: String,
+}
+
+/// A JWKS another isolate of this location stored, if readable and still fresh.
+async fn read_shared<P: SharedCache>(p: &P, key: &str, now: u64) -> Option<SharedKeys> {
+    let bytes = p.shared_get(key).await.ok()??;
+    let entry: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let fresh_until = entry.get("fresh_until")?.as_u64()?;
+    if now >= fresh_until {
+        return None;
+    }
+    let (keys, _) = parse_jwks(entry.get("jwks")?.as_str()?.as_bytes()).ok()?;
+    Some(SharedKeys {
+        keys,
+        fresh_until,
+        jwks_uri: entry.get("jwks_uri")?.as_str()?.to_string(),
+    })
 }
 
 /// The key for `kid` (or the only key fitting `alg` when there is no `kid`).
@@ -346,6 +410,7 @@ async fn fetch_keys<P: Http>(
         .unwrap_or(idp.min_ttl_ms)
         .clamp(idp.min_ttl_ms, idp.max_ttl_ms);
     Ok(Fetched {
+        body,
         keys,
         skipped,
         ttl_ms,
