@@ -52,6 +52,8 @@ pub enum ErrorCode {
     WrongAudience,
     /// A claim the route requires is missing.
     MissingClaim,
+    /// The introspection endpoint says the token is not active (revoked, expired, unknown).
+    TokenInactive,
     /// The identity provider could not be reached and no usable cached keys are left.
     IdpUnavailable,
 }
@@ -128,6 +130,7 @@ impl ErrorCode {
                 ("wrong_audience", 401, "The token is not meant for this API")
             }
             ErrorCode::MissingClaim => ("missing_claim", 401, "The token lacks a required claim"),
+            ErrorCode::TokenInactive => ("token_inactive", 401, "The token is not active"),
             ErrorCode::IdpUnavailable => (
                 "idp_unavailable",
                 503,
@@ -137,7 +140,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidPath,
@@ -158,6 +161,7 @@ impl ErrorCode {
         ErrorCode::WrongIssuer,
         ErrorCode::WrongAudience,
         ErrorCode::MissingClaim,
+        ErrorCode::TokenInactive,
         ErrorCode::IdpUnavailable,
     ];
 }

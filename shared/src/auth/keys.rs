@@ -81,8 +81,15 @@ impl KeyStore {
         kid: Option<&str>,
         alg: JwsAlgorithm,
     ) -> Result<Rc<PublicKey>, TokenError> {
-        if let KeySource::HmacSecret(name) = &idp.source {
-            return self.hmac_key(p, idp, name);
+        match &idp.source {
+            KeySource::HmacSecret(name) => return self.hmac_key(p, idp, name),
+            KeySource::None => {
+                return Err(TokenError::new(
+                    ErrorCode::UnknownKey,
+                    "the provider has no keys",
+                ))
+            }
+            KeySource::Jwks(_) | KeySource::Discovery(_) => {}
         }
         let pk = self.provider(idp);
         let now = p.now_ms();
@@ -124,7 +131,7 @@ impl KeyStore {
         p: &P,
         idp: &IdentityProvider,
     ) -> usize {
-        if matches!(idp.source, KeySource::HmacSecret(_)) {
+        if matches!(idp.source, KeySource::HmacSecret(_) | KeySource::None) {
             return 0;
         }
         let pk = self.provider(idp);
@@ -402,7 +409,9 @@ async fn fetch_keys<P: Http>(
             }
             uri.to_string()
         }
-        (KeySource::HmacSecret(_), _) => return Err("an HMAC provider has no JWKS".into()),
+        (KeySource::HmacSecret(_) | KeySource::None, _) => {
+            return Err("the provider has no JWKS".into())
+        }
     };
     let (body, max_age) = get_json(p, &jwks_uri, idp.timeout_ms, MAX_JWKS_BYTES).await?;
     let (keys, skipped) = parse_jwks(&body)?;

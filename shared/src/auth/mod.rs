@@ -14,6 +14,7 @@
 
 mod alg;
 mod cache;
+mod introspection;
 mod jwk;
 mod keys;
 mod policy;
@@ -23,10 +24,16 @@ mod token;
 
 pub use alg::{AlgorithmSet, JwsAlgorithm, KeyFamily};
 pub use cache::{TokenCache, VerifiedToken, MAX_LEEWAY_S};
+pub use introspection::{introspect, IntrospectionCache};
 pub use jwk::{parse_jwks, KeyMaterial, PublicKey, MIN_RSA_BITS};
 pub use keys::KeyStore;
-pub use policy::{AuthPolicy, IdentityHeaders, IdentityProvider, JwtRules, KeySource};
-pub use token::{check_claims, parse_token, ClaimRules, ParsedToken, TokenClaims, TokenError};
+pub use policy::{
+    AuthPolicy, IdentityHeaders, IdentityProvider, IntrospectionEndpoint, IntrospectionRules,
+    JwtRules, KeySource,
+};
+pub use token::{
+    check_claims, claims_from_map, parse_token, ClaimRules, ParsedToken, TokenClaims, TokenError,
+};
 
 use crate::config::CompiledConfig;
 use crate::headers::HeaderList;
@@ -39,7 +46,7 @@ use std::rc::Rc;
 /// The caller, as authentication established it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
-    /// `jwt` or `anonymous`.
+    /// `jwt`, `introspection` or `anonymous`.
     pub method: &'static str,
     /// The token's claims (None for anonymous).
     pub claims: Option<Rc<TokenClaims>>,
@@ -79,6 +86,7 @@ impl Principal {
 pub struct Authenticator {
     keys: KeyStore,
     tokens: TokenCache,
+    introspections: IntrospectionCache,
 }
 
 /// Verified tokens kept per isolate by default.
@@ -96,6 +104,7 @@ impl Authenticator {
         Authenticator {
             keys: KeyStore::new(),
             tokens: TokenCache::new(token_cache),
+            introspections: IntrospectionCache::new(token_cache),
         }
     }
 
@@ -131,13 +140,68 @@ impl Authenticator {
             }
             Ok(Some(t)) => t,
         };
-        let Some(rules) = &policy.jwt else {
-            // A token on a route that accepts no JWT: the route is anonymous, the token unused.
-            return Ok(Principal::anonymous());
+        // A compact JWS has exactly two dots; anything else is an opaque token.
+        let looks_like_jws = token.bytes().filter(|b| *b == b'.').count() == 2;
+        match (&policy.jwt, &policy.introspection) {
+            (Some(rules), None) => self.verify_jwt(p, config, rules, token).await,
+            (Some(rules), Some(_)) if looks_like_jws => {
+                self.verify_jwt(p, config, rules, token).await
+            }
+            (_, Some(rules)) => self.verify_opaque(p, config, rules, token).await,
+            // A token on a route that accepts only anonymous callers: the token is not used.
+            (None, None) => Ok(Principal::anonymous()),
+        }
+        .map_err(reply)
+    }
+
+    async fn verify_opaque<P: Platform>(
+        &self,
+        p: &P,
+        config: &CompiledConfig,
+        rules: &IntrospectionRules,
+        token: &str,
+    ) -> Result<Principal, TokenError> {
+        let idp = &config.identity_providers()[rules.provider];
+        let Some(endpoint) = &idp.introspection else {
+            return Err(TokenError::new(
+                ErrorCode::InternalError,
+                "provider has no introspection endpoint",
+            ));
         };
-        self.verify_jwt(p, config, rules, token)
-            .await
-            .map_err(reply)
+        if token.len() > 8192 {
+            return Err(TokenError::new(
+                ErrorCode::TokenTooLarge,
+                format!("{} bytes", token.len()),
+            ));
+        }
+        let now_ms = p.now_ms();
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let claims = match self.introspections.get(&hash, now_ms) {
+            Some(cached) => cached,
+            None => {
+                let fresh = introspect(p, endpoint, idp.timeout_ms, token)
+                    .await?
+                    .map(Rc::new);
+                // Reused for the TTL, never beyond the token's own exp.
+                let mut until = now_ms.saturating_add(endpoint.cache_ttl_ms);
+                if let Some(exp) = fresh.as_ref().and_then(|c| c.expires) {
+                    until = until.min(u64::try_from(exp).unwrap_or(0).saturating_mul(1000));
+                }
+                self.introspections.insert(hash, fresh.clone(), until);
+                fresh
+            }
+        };
+        let Some(claims) = claims else {
+            return Err(TokenError::new(
+                ErrorCode::TokenInactive,
+                "introspection: active=false",
+            ));
+        };
+        check_claims(&claims, &rules.claims, (now_ms / 1000) as i64)?;
+        Ok(Principal {
+            method: "introspection",
+            claims: Some(claims),
+        })
     }
 
     async fn verify_jwt<P: Platform>(

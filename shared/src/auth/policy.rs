@@ -12,6 +12,21 @@ pub enum KeySource {
     Discovery(String),
     /// The name of a secret holding an HMAC key.
     HmacSecret(String),
+    /// No keys: the provider only introspects opaque tokens.
+    None,
+}
+
+/// An RFC 7662 introspection endpoint and the gateway's client credentials there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectionEndpoint {
+    /// The endpoint URL.
+    pub url: String,
+    /// The gateway's client id (HTTP Basic), if any.
+    pub client_id: Option<String>,
+    /// The name of the secret with the client secret.
+    pub client_secret: Option<String>,
+    /// How long a result is reused (ms), never beyond the token's `exp`.
+    pub cache_ttl_ms: u64,
 }
 
 /// A validated identity provider. Times in ms.
@@ -33,6 +48,8 @@ pub struct IdentityProvider {
     pub refetch_interval_ms: u64,
     /// Fetch timeout.
     pub timeout_ms: u64,
+    /// Its introspection endpoint, if it has one.
+    pub introspection: Option<IntrospectionEndpoint>,
 }
 
 impl IdentityProvider {
@@ -43,6 +60,7 @@ impl IdentityProvider {
             KeySource::Jwks(u) => format!("jwks {u}"),
             KeySource::Discovery(u) => format!("discovery {u}"),
             KeySource::HmacSecret(n) => format!("secret {n}"),
+            KeySource::None => "no keys".to_string(),
         };
         format!("{} | {source}", self.issuer)
     }
@@ -61,6 +79,15 @@ pub struct JwtRules {
     pub max_token_bytes: u64,
 }
 
+/// What a route requires of an opaque token's introspection result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectionRules {
+    /// Index of the identity provider asked.
+    pub provider: usize,
+    /// Claim checks on the response (`exp` optional: `active` is authoritative).
+    pub claims: ClaimRules,
+}
+
 /// A route's authentication policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthPolicy {
@@ -68,6 +95,8 @@ pub struct AuthPolicy {
     pub anonymous: bool,
     /// JWT rules when JWTs are accepted.
     pub jwt: Option<JwtRules>,
+    /// Introspection rules when opaque tokens are accepted.
+    pub introspection: Option<IntrospectionRules>,
 }
 
 /// Header names that carry the identity to backends (`None`: not sent).

@@ -92,7 +92,33 @@ pub fn parse_token(token: &str, max_bytes: u64) -> Result<ParsedToken, TokenErro
     let claims = untrusted
         .deserialize_claims_unchecked::<Map<String, Value>>()
         .map_err(|e| TokenError::new(ErrorCode::MalformedToken, format!("claims: {e}")))?;
-    let all = claims.custom;
+    let claims = claims_from_map(
+        claims.custom,
+        claims.expiration.map(|t| t.timestamp()),
+        claims.not_before.map(|t| t.timestamp()),
+        claims.issued_at.map(|t| t.timestamp()),
+    )?;
+    let signing_input_len = token.rfind('.').unwrap_or(0);
+    Ok(ParsedToken {
+        alg,
+        kid: untrusted.header().key_id.clone(),
+        signature: untrusted.signature_bytes().to_vec(),
+        claims,
+        signing_input_len,
+    })
+}
+
+/// The claims the gateway reads from a claim set (a JWT payload or an introspection response);
+/// `exp`, `nbf`, `iat` already as Unix seconds.
+///
+/// Errors: `malformed_token` when `iss`, `sub`, `azp`, `client_id` are not strings, or `aud`,
+/// `scope`, `scp` have the wrong types.
+pub fn claims_from_map(
+    all: Map<String, Value>,
+    expires: Option<i64>,
+    not_before: Option<i64>,
+    issued_at: Option<i64>,
+) -> Result<TokenClaims, TokenError> {
     let text = |name: &str| -> Result<Option<String>, TokenError> {
         match all.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -130,24 +156,16 @@ pub fn parse_token(token: &str, max_bytes: u64) -> Result<ParsedToken, TokenErro
     if scopes.is_empty() {
         scopes = strings("scp", true)?;
     }
-    let claims = TokenClaims {
+    Ok(TokenClaims {
         issuer: text("iss")?,
         subject: text("sub")?,
         audiences: strings("aud", false)?,
-        expires: claims.expiration.map(|t| t.timestamp()),
-        not_before: claims.not_before.map(|t| t.timestamp()),
-        issued_at: claims.issued_at.map(|t| t.timestamp()),
+        expires,
+        not_before,
+        issued_at,
         application: text("azp")?.or(text("client_id")?),
         scopes,
         all,
-    };
-    let signing_input_len = token.rfind('.').unwrap_or(0);
-    Ok(ParsedToken {
-        alg,
-        kid: untrusted.header().key_id.clone(),
-        signature: untrusted.signature_bytes().to_vec(),
-        claims,
-        signing_input_len,
     })
 }
 
@@ -160,6 +178,8 @@ pub struct ClaimRules {
     pub leeway_s: i64,
     /// Claims that must be present.
     pub required: Vec<String>,
+    /// `exp` must be present (JWTs; introspection results need not carry it).
+    pub require_exp: bool,
 }
 
 /// Checks time and audience claims at `now_s` (Unix seconds, from the platform clock). Runs
@@ -173,14 +193,15 @@ pub fn check_claims(
     now_s: i64,
 ) -> Result<(), TokenError> {
     let leeway = rules.leeway_s;
-    let exp = claims
-        .expires
-        .ok_or_else(|| TokenError::new(ErrorCode::MissingClaim, "exp"))?;
-    if now_s > exp.saturating_add(leeway) {
-        return Err(TokenError::new(
-            ErrorCode::TokenExpired,
-            format!("exp {exp}, now {now_s}"),
-        ));
+    match claims.expires {
+        None if rules.require_exp => return Err(TokenError::new(ErrorCode::MissingClaim, "exp")),
+        Some(exp) if now_s > exp.saturating_add(leeway) => {
+            return Err(TokenError::new(
+                ErrorCode::TokenExpired,
+                format!("exp {exp}, now {now_s}"),
+            ))
+        }
+        _ => {}
     }
     if let Some(nbf) = claims.not_before {
         if now_s.saturating_add(leeway) < nbf {

@@ -4,8 +4,8 @@
 use super::compile::{is_name, is_token, Ctx};
 use super::spec::{AuthMethodSpec, AuthPolicySpec, IdentityHeadersSpec, IdentityProviderSpec};
 use crate::auth::{
-    AlgorithmSet, AuthPolicy, ClaimRules, IdentityHeaders, IdentityProvider, JwsAlgorithm,
-    JwtRules, KeyFamily, KeySource, MAX_LEEWAY_S,
+    AlgorithmSet, AuthPolicy, ClaimRules, IdentityHeaders, IdentityProvider, IntrospectionEndpoint,
+    IntrospectionRules, JwsAlgorithm, JwtRules, KeyFamily, KeySource, MAX_LEEWAY_S,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -38,22 +38,49 @@ pub(super) fn identity_providers(
                 KeySource::Discovery(u.clone())
             }
             (None, None, Some(n)) => {
-                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    cx.err(
-                        format!("{path}.hmac_secret"),
-                        "a secret name is letters, digits and '_'",
-                    );
-                }
+                check_secret_name(n, &format!("{path}.hmac_secret"), cx);
                 KeySource::HmacSecret(n.clone())
+            }
+            (None, None, None) => {
+                if spec.introspection_endpoint.is_none() {
+                    cx.err(&path, "set one of `jwks_uri`, `discovery_url`, `hmac_secret`, or an `introspection_endpoint`");
+                }
+                KeySource::None
             }
             _ => {
                 cx.err(
                     &path,
-                    "set exactly one of `jwks_uri`, `discovery_url`, `hmac_secret`",
+                    "set at most one of `jwks_uri`, `discovery_url`, `hmac_secret`",
                 );
-                KeySource::Jwks(String::new())
+                KeySource::None
             }
         };
+        let introspection = spec.introspection_endpoint.as_ref().map(|url| {
+            check_url(url, &format!("{path}.introspection_endpoint"), cx);
+            if let Some(n) = &spec.client_secret {
+                check_secret_name(n, &format!("{path}.client_secret"), cx);
+                if spec.client_id.is_none() {
+                    cx.err(
+                        format!("{path}.client_secret"),
+                        "a client secret needs a `client_id`",
+                    );
+                }
+            }
+            IntrospectionEndpoint {
+                url: url.clone(),
+                client_id: spec.client_id.clone(),
+                client_secret: spec.client_secret.clone(),
+                cache_ttl_ms: spec.introspection_cache_ttl_s * 1000,
+            }
+        });
+        if spec.introspection_endpoint.is_none()
+            && (spec.client_id.is_some() || spec.client_secret.is_some())
+        {
+            cx.err(
+                &path,
+                "`client_id` / `client_secret` are for an `introspection_endpoint`",
+            );
+        }
         let in_range = |v: u64, lo: u64, hi: u64, field: &str, cx: &mut Ctx| {
             if !(lo..=hi).contains(&v) {
                 cx.err(format!("{path}.{field}"), format!("must be {lo} to {hi}"));
@@ -64,6 +91,13 @@ pub(super) fn identity_providers(
         in_range(spec.max_stale_s, 0, 2_592_000, "max_stale_s", cx);
         in_range(spec.refetch_interval_s, 1, 3_600, "refetch_interval_s", cx);
         in_range(spec.timeout_ms, 1, 60_000, "timeout_ms", cx);
+        in_range(
+            spec.introspection_cache_ttl_s,
+            1,
+            3_600,
+            "introspection_cache_ttl_s",
+            cx,
+        );
         if spec.jwks_min_ttl_s > spec.jwks_max_ttl_s {
             cx.err(
                 format!("{path}.jwks_min_ttl_s"),
@@ -80,9 +114,16 @@ pub(super) fn identity_providers(
             max_stale_ms: spec.max_stale_s * 1000,
             refetch_interval_ms: spec.refetch_interval_s * 1000,
             timeout_ms: spec.timeout_ms,
+            introspection,
         });
     }
     (out, index)
+}
+
+fn check_secret_name(name: &str, path: &str, cx: &mut Ctx) {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        cx.err(path, "a secret name is letters, digits and '_'");
+    }
 }
 
 /// Key URLs must be https (keys fetched in clear could be swapped), except to loopback hosts.
@@ -145,6 +186,12 @@ pub(super) fn auth_policy(
                     ),
                     Some(&idx) => {
                         let hmac = matches!(providers[idx].source, KeySource::HmacSecret(_));
+                        if providers[idx].source == KeySource::None {
+                            cx.err(
+                                format!("{jp}.providers[{i}]"),
+                                format!("provider {name:?} has no keys (only introspection)"),
+                            );
+                        }
                         let usable = if hmac {
                             algorithms.any_of_family(KeyFamily::Hmac)
                         } else {
@@ -189,6 +236,7 @@ pub(super) fn auth_policy(
                     audiences: j.audiences.clone(),
                     leeway_s: j.leeway_s.min(MAX_LEEWAY_S as u64) as i64,
                     required: j.required_claims.clone(),
+                    require_exp: true,
                 },
                 max_token_bytes: j.max_token_bytes,
             })
@@ -206,9 +254,56 @@ pub(super) fn auth_policy(
         }
         (None, false) => None,
     };
+    let accepts_introspection = spec.accept.contains(&AuthMethodSpec::Introspection);
+    let introspection = match (&spec.introspection, accepts_introspection) {
+        (Some(i), true) => {
+            let ip = format!("{path}.introspection");
+            match index.get(&i.provider) {
+                None => {
+                    cx.err(
+                        format!("{ip}.provider"),
+                        format!("no identity provider named {:?}", i.provider),
+                    );
+                    None
+                }
+                Some(&idx) if providers[idx].introspection.is_none() => {
+                    cx.err(
+                        format!("{ip}.provider"),
+                        format!("provider {:?} has no introspection_endpoint", i.provider),
+                    );
+                    None
+                }
+                Some(&idx) => Some(IntrospectionRules {
+                    provider: idx,
+                    claims: ClaimRules {
+                        audiences: i.audiences.clone(),
+                        leeway_s: 60,
+                        required: i.required_claims.clone(),
+                        require_exp: false,
+                    },
+                }),
+            }
+        }
+        (None, true) => {
+            cx.err(
+                path,
+                "`introspection` is accepted, so an `introspection` section is required",
+            );
+            None
+        }
+        (Some(_), false) => {
+            cx.err(
+                format!("{path}.introspection"),
+                "`introspection` rules are set but `introspection` is not in `accept`",
+            );
+            None
+        }
+        (None, false) => None,
+    };
     Rc::new(AuthPolicy {
         anonymous: spec.accept.contains(&AuthMethodSpec::Anonymous),
         jwt,
+        introspection,
     })
 }
 

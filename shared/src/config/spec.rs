@@ -103,8 +103,9 @@ impl Default for IdentityHeadersSpec {
     }
 }
 
-/// A token issuer: where its verification keys come from and how long they are trusted.
-/// Exactly one of `jwks_uri`, `discovery_url` and `hmac_secret` is set.
+/// A token issuer: where its verification keys come from and how long they are trusted, and/or
+/// where its opaque tokens are introspected. At most one of `jwks_uri`, `discovery_url` and
+/// `hmac_secret` is set; a provider has one of them or an `introspection_endpoint` (or both).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityProviderSpec {
@@ -136,9 +137,26 @@ pub struct IdentityProviderSpec {
     /// `kid`s, expiry, failures) (seconds, default 10).
     #[serde(default = "default_refetch_interval")]
     pub refetch_interval_s: u64,
-    /// Timeout of a key or discovery fetch in ms (default 5000).
+    /// Timeout of a key, discovery or introspection request in ms (default 5000).
     #[serde(default = "default_idp_timeout")]
     pub timeout_ms: u64,
+    /// RFC 7662 token introspection endpoint, for opaque (non-JWT) tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    /// The gateway's client id at the introspection endpoint (HTTP Basic authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The name of the secret (a Worker secret) holding the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// How long an introspection result is reused, in seconds (1 to 3600, default 60); never
+    /// beyond the token's `exp`.
+    #[serde(default = "default_introspection_ttl")]
+    pub introspection_cache_ttl_s: u64,
+}
+
+fn default_introspection_ttl() -> u64 {
+    60
 }
 
 fn default_min_ttl() -> u64 {
@@ -322,6 +340,23 @@ pub struct AuthPolicySpec {
     /// Rules for `jwt` (required when `jwt` is accepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtPolicySpec>,
+    /// Rules for `introspection` (required when `introspection` is accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection: Option<IntrospectionPolicySpec>,
+}
+
+/// What an opaque token must satisfy on a route (checked on the introspection response).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionPolicySpec {
+    /// The identity provider whose `introspection_endpoint` is asked.
+    pub provider: String,
+    /// The response's `aud` must contain one of these. Empty: not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Members the response must have (e.g. `sub`).
+    #[serde(default)]
+    pub required_claims: Vec<String>,
 }
 
 /// An authentication method.
@@ -330,6 +365,9 @@ pub struct AuthPolicySpec {
 pub enum AuthMethodSpec {
     /// A signed JWT (`Authorization: Bearer …`) from one of the listed providers.
     Jwt,
+    /// An opaque bearer token, checked at the provider's RFC 7662 introspection endpoint.
+    /// When both are accepted, a token shaped like a compact JWS goes to `jwt`.
+    Introspection,
     /// No credential needed.
     Anonymous,
 }
