@@ -7,8 +7,8 @@
 //! back.
 
 use crate::access_log::event_line;
-use crate::config::{compile, CompiledConfig};
-use crate::platform::{Clock, Kv, Log};
+use crate::config::{compile_for, Capabilities, CompiledConfig};
+use crate::platform::{ClientCertificates, Clock, Kv, Log};
 use serde_json::json;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -69,7 +69,10 @@ impl ConfigStore {
     ///
     /// While a config is active, one request per interval does the refresh and the others
     /// keep using the active one without waiting.
-    pub async fn current<P: Kv + Clock + Log>(&self, p: &P) -> Option<Rc<CompiledConfig>> {
+    pub async fn current<P: Kv + Clock + Log + ClientCertificates>(
+        &self,
+        p: &P,
+    ) -> Option<Rc<CompiledConfig>> {
         let now = p.now_ms();
         let (active, due) = {
             let s = self.state.borrow();
@@ -96,13 +99,16 @@ impl ConfigStore {
 
     /// Reads the pointer now and activates the version it names if that compiles. Logs an
     /// event for every change and every rejection (once per rejected version).
-    pub async fn refresh<P: Kv + Clock + Log>(&self, p: &P) -> RefreshOutcome {
+    pub async fn refresh<P: Kv + Clock + Log + ClientCertificates>(&self, p: &P) -> RefreshOutcome {
         let outcome = self.refresh_inner(p).await;
         self.state.borrow_mut().checked_at = Some(p.now_ms());
         outcome
     }
 
-    async fn refresh_inner<P: Kv + Clock + Log>(&self, p: &P) -> RefreshOutcome {
+    async fn refresh_inner<P: Kv + Clock + Log + ClientCertificates>(
+        &self,
+        p: &P,
+    ) -> RefreshOutcome {
         let pointer = match p.get_text(POINTER_KEY).await {
             Ok(Some(v)) => v.trim().to_string(),
             Ok(None) => return RefreshOutcome::NoPointer,
@@ -151,7 +157,10 @@ impl ConfigStore {
         if self.active_version().as_deref() == Some(pointer.as_str()) {
             return RefreshOutcome::Unchanged(pointer);
         }
-        match compile(&text, &pointer) {
+        let caps = Capabilities {
+            client_certificates: p.supports_client_certificates(),
+        };
+        match compile_for(&text, &pointer, caps) {
             Ok(cfg) => {
                 let mut s = self.state.borrow_mut();
                 let previous = s.active.as_ref().map(|a| a.version().to_string());

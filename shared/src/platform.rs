@@ -195,13 +195,52 @@ pub trait SharedCache {
     async fn shared_put(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), PlatformError>;
 }
 
+/// A client certificate as the edge verified it (mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientCertificate {
+    /// The client presented a certificate.
+    pub presented: bool,
+    /// The edge verified it against the configured CA (and it had not expired).
+    pub verified: bool,
+    /// Why verification failed, if it did (for the log).
+    pub failure: Option<String>,
+    /// The edge knows it is revoked.
+    pub revoked: bool,
+    /// SHA-256 fingerprint, lower-case hex without separators.
+    pub fingerprint_sha256: String,
+    /// Subject DN, RFC 2253.
+    pub subject_dn: String,
+    /// Issuer DN, RFC 2253.
+    pub issuer_dn: String,
+}
+
+/// Client certificates of the current request (`request.cf.tlsClientAuth` on Workers).
+pub trait ClientCertificates {
+    /// True if this platform can report client certificates at all. Where it cannot, a
+    /// config that accepts `mtls` is refused when it is loaded.
+    fn supports_client_certificates(&self) -> bool;
+
+    /// The current request's certificate details; `None` when the platform has none to give.
+    fn client_certificate(&self) -> Option<ClientCertificate>;
+}
+
 /// Everything the pipeline needs from a host.
 pub trait Platform:
-    Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets + SharedCache
+    Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets + SharedCache + ClientCertificates
 {
 }
 
-impl<T: Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets + SharedCache> Platform
-    for T
+impl<
+        T: Clock
+            + Random
+            + Log
+            + Kv
+            + Upstream
+            + Crypto
+            + Http
+            + Secrets
+            + SharedCache
+            + ClientCertificates,
+    > Platform for T
 {
 }

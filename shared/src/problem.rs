@@ -54,6 +54,10 @@ pub enum ErrorCode {
     MissingClaim,
     /// The introspection endpoint says the token is not active (revoked, expired, unknown).
     TokenInactive,
+    /// The client certificate was not verified by the edge, or is revoked.
+    CertificateInvalid,
+    /// The client certificate is valid but not one the route accepts.
+    UnknownCertificate,
     /// The identity provider could not be reached and no usable cached keys are left.
     IdpUnavailable,
 }
@@ -131,6 +135,16 @@ impl ErrorCode {
             }
             ErrorCode::MissingClaim => ("missing_claim", 401, "The token lacks a required claim"),
             ErrorCode::TokenInactive => ("token_inactive", 401, "The token is not active"),
+            ErrorCode::CertificateInvalid => (
+                "certificate_invalid",
+                401,
+                "The client certificate is not valid",
+            ),
+            ErrorCode::UnknownCertificate => (
+                "unknown_certificate",
+                401,
+                "The client certificate is not accepted here",
+            ),
             ErrorCode::IdpUnavailable => (
                 "idp_unavailable",
                 503,
@@ -140,7 +154,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidPath,
@@ -162,6 +176,8 @@ impl ErrorCode {
         ErrorCode::WrongAudience,
         ErrorCode::MissingClaim,
         ErrorCode::TokenInactive,
+        ErrorCode::CertificateInvalid,
+        ErrorCode::UnknownCertificate,
         ErrorCode::IdpUnavailable,
     ];
 }

@@ -4,8 +4,9 @@
 use crate::headers::HeaderList;
 
 use crate::platform::{
-    Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
-    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    ClientCertificate, ClientCertificates, Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log,
+    PlatformError, Random, Secrets, SharedCache, Upstream, UpstreamError, UpstreamRequest,
+    UpstreamResponse,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -78,6 +79,8 @@ pub struct FakePlatform {
     secrets: RefCell<HashMap<String, String>>,
     verifications: Cell<u32>,
     shared: RefCell<HashMap<String, (Vec<u8>, u64)>>,
+    client_certificate: RefCell<Option<ClientCertificate>>,
+    supports_certificates: Cell<bool>,
 }
 
 impl Default for FakePlatform {
@@ -105,6 +108,8 @@ impl FakePlatform {
             secrets: RefCell::new(HashMap::new()),
             verifications: Cell::new(0),
             shared: RefCell::new(HashMap::new()),
+            client_certificate: RefCell::new(None),
+            supports_certificates: Cell::new(true),
         }
     }
 
@@ -137,6 +142,16 @@ impl FakePlatform {
     /// How many asymmetric signature verifications were made.
     pub fn verifications(&self) -> u32 {
         self.verifications.get()
+    }
+
+    /// Sets the client certificate the next requests present.
+    pub fn set_client_certificate(&self, cert: Option<ClientCertificate>) {
+        *self.client_certificate.borrow_mut() = cert;
+    }
+
+    /// Makes the platform one without client certificates (as Spin).
+    pub fn set_supports_client_certificates(&self, supports: bool) {
+        self.supports_certificates.set(supports);
     }
 
     /// Moves the clock forward.
@@ -361,5 +376,15 @@ impl SharedCache for FakePlatform {
             .borrow_mut()
             .insert(key.to_string(), (value.to_vec(), until));
         Ok(())
+    }
+}
+
+impl ClientCertificates for FakePlatform {
+    fn supports_client_certificates(&self) -> bool {
+        self.supports_certificates.get()
+    }
+
+    fn client_certificate(&self) -> Option<ClientCertificate> {
+        self.client_certificate.borrow().clone()
     }
 }

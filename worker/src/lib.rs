@@ -46,7 +46,7 @@ fn gateway(env: &Env) -> Rc<Gateway> {
 /// response (a bug); the pipeline itself never fails.
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
-    let platform = WorkerPlatform::new(&env, req.headers());
+    let platform = WorkerPlatform::new(&env, &req);
     let (head, body) = convert::inbound(&req);
     let response = gateway(&env).handle(&platform, head, body).await;
     Ok(convert::outbound(response)?)

@@ -6,8 +6,9 @@ use crate::convert::{apply_edits, JsHeaders};
 use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
-    Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
-    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    ClientCertificate, ClientCertificates, Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log,
+    PlatformError, Random, Secrets, SharedCache, Upstream, UpstreamError, UpstreamRequest,
+    UpstreamResponse,
 };
 use futures_util::future::{select, Either};
 use std::time::Duration;
@@ -23,16 +24,18 @@ pub const CONFIG_KV_BINDING: &str = "EDGEGATE_CONFIG";
 /// looked up only when used (most requests read no KV).
 pub struct WorkerPlatform {
     env: Env,
-    inbound: Option<web_sys::Headers>,
+    request: Option<web_sys::Request>,
 }
 
 impl WorkerPlatform {
-    /// A platform over this request's bindings and headers. A missing KV binding makes every KV read fail
-    /// (so the gateway answers 503 `no_config` and logs why) rather than failing here.
-    pub fn new(env: &Env, inbound: web_sys::Headers) -> Self {
+    /// A platform over this request's bindings and the request itself (its headers are the
+    /// base of upstream requests; its `cf` object gives client certificates). A missing KV
+    /// binding makes every KV read fail (so the gateway answers 503 `no_config` and logs why)
+    /// rather than failing here.
+    pub fn new(env: &Env, request: &web_sys::Request) -> Self {
         WorkerPlatform {
             env: env.clone(),
-            inbound: Some(inbound),
+            request: Some(Clone::clone(request)),
         }
     }
 
@@ -41,7 +44,7 @@ impl WorkerPlatform {
     pub fn without_request(env: &Env) -> Self {
         WorkerPlatform {
             env: env.clone(),
-            inbound: None,
+            request: None,
         }
     }
 }
@@ -119,8 +122,8 @@ impl Upstream for WorkerPlatform {
         let init = web_sys::RequestInit::new();
         init.set_method(&req.method);
         // A native copy of the client's headers with only the core's edits applied.
-        let headers = match &self.inbound {
-            Some(inbound) => web_sys::Headers::new_with_headers(inbound),
+        let headers = match &self.request {
+            Some(request) => web_sys::Headers::new_with_headers(&request.headers()),
             None => web_sys::Headers::new(),
         }
         .map_err(connect)?;
@@ -385,4 +388,35 @@ impl SharedCache for WorkerPlatform {
 /// The Cache API is keyed by URL: a host no request can name.
 fn shared_cache_url(key: &str) -> String {
     format!("https://edgegate.internal/{key}")
+}
+
+/// `request.cf.tlsClientAuth`: the client certificate as Cloudflare's edge verified it (mTLS
+/// must be enabled for the zone). Read only when a route accepts `mtls`.
+impl ClientCertificates for WorkerPlatform {
+    fn supports_client_certificates(&self) -> bool {
+        true
+    }
+
+    fn client_certificate(&self) -> Option<ClientCertificate> {
+        let cf = js_sys::Reflect::get(self.request.as_ref()?, &"cf".into()).ok()?;
+        let auth = js_sys::Reflect::get(&cf, &"tlsClientAuth".into())
+            .ok()
+            .filter(|v| v.is_object())?;
+        let field = |name: &str| -> String {
+            js_sys::Reflect::get(&auth, &name.into())
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default()
+        };
+        let verified = field("certVerified");
+        Some(ClientCertificate {
+            presented: field("certPresented") == "1",
+            verified: verified == "SUCCESS",
+            failure: (verified != "SUCCESS").then_some(verified),
+            revoked: field("certRevoked") == "1",
+            fingerprint_sha256: field("certFingerprintSHA256").to_ascii_lowercase(),
+            subject_dn: field("certSubjectDNRFC2253"),
+            issuer_dn: field("certIssuerDNRFC2253"),
+        })
+    }
 }

@@ -28,8 +28,8 @@ pub use introspection::{introspect, IntrospectionCache};
 pub use jwk::{parse_jwks, KeyMaterial, PublicKey, MIN_RSA_BITS};
 pub use keys::KeyStore;
 pub use policy::{
-    AuthPolicy, IdentityHeaders, IdentityProvider, IntrospectionEndpoint, IntrospectionRules,
-    JwtRules, KeySource,
+    AuthMethod, AuthPolicy, CertificateMatch, IdentityHeaders, IdentityProvider,
+    IntrospectionEndpoint, IntrospectionRules, JwtRules, KeySource, MtlsRules,
 };
 pub use token::{
     check_claims, claims_from_map, parse_token, ClaimRules, ParsedToken, TokenClaims, TokenError,
@@ -37,7 +37,7 @@ pub use token::{
 
 use crate::config::CompiledConfig;
 use crate::headers::HeaderList;
-use crate::platform::Platform;
+use crate::platform::{ClientCertificate, Platform};
 use crate::problem::{ErrorCode, LocalReply};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -46,7 +46,7 @@ use std::rc::Rc;
 /// The caller, as authentication established it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
-    /// `jwt`, `introspection` or `anonymous`.
+    /// `jwt`, `introspection`, `mtls` or `anonymous`.
     pub method: &'static str,
     /// The token's claims (None for anonymous).
     pub claims: Option<Rc<TokenClaims>>,
@@ -129,17 +129,45 @@ impl Authenticator {
         policy: &AuthPolicy,
         headers: &HeaderList,
     ) -> Result<Principal, LocalReply> {
-        let token = match bearer_token(headers) {
-            Err(e) => return Err(reply(e)),
-            Ok(None) if policy.anonymous => return Ok(Principal::anonymous()),
-            Ok(None) => {
-                return Err(reply(TokenError::new(
-                    ErrorCode::MissingCredentials,
-                    "no bearer token",
-                )))
+        let token = bearer_token(headers).map_err(reply)?;
+        // The first accepted method whose credential is presented decides; anonymous is the
+        // fallback when none is presented, wherever it is listed.
+        for method in &policy.methods {
+            match method {
+                AuthMethod::Bearer => {
+                    if let Some(token) = token {
+                        return self
+                            .verify_bearer(p, config, policy, token)
+                            .await
+                            .map_err(reply);
+                    }
+                }
+                AuthMethod::Mtls => {
+                    if let (Some(rules), Some(cert)) =
+                        (&policy.mtls, p.client_certificate().filter(|c| c.presented))
+                    {
+                        return verify_certificate(rules, &cert).map_err(reply);
+                    }
+                }
+                AuthMethod::Anonymous => {}
             }
-            Ok(Some(t)) => t,
-        };
+        }
+        if policy.anonymous {
+            return Ok(Principal::anonymous());
+        }
+        Err(reply(TokenError::new(
+            ErrorCode::MissingCredentials,
+            "no accepted credential presented",
+        )))
+    }
+
+    async fn verify_bearer<P: Platform>(
+        &self,
+        p: &P,
+        config: &CompiledConfig,
+        policy: &AuthPolicy,
+        token: &str,
+    ) -> Result<Principal, TokenError> {
         // A compact JWS has exactly two dots; anything else is an opaque token.
         let looks_like_jws = token.bytes().filter(|b| *b == b'.').count() == 2;
         match (&policy.jwt, &policy.introspection) {
@@ -148,10 +176,11 @@ impl Authenticator {
                 self.verify_jwt(p, config, rules, token).await
             }
             (_, Some(rules)) => self.verify_opaque(p, config, rules, token).await,
-            // A token on a route that accepts only anonymous callers: the token is not used.
-            (None, None) => Ok(Principal::anonymous()),
+            (None, None) => Err(TokenError::new(
+                ErrorCode::InternalError,
+                "bearer accepted without rules",
+            )),
         }
-        .map_err(reply)
     }
 
     async fn verify_opaque<P: Platform>(
@@ -325,6 +354,62 @@ impl Authenticator {
     }
 }
 
+/// Checks a presented client certificate: the edge must have verified it, it must not be
+/// revoked, and it must be one the route maps to a consumer.
+fn verify_certificate(
+    rules: &MtlsRules,
+    cert: &ClientCertificate,
+) -> Result<Principal, TokenError> {
+    if !cert.verified {
+        let why = cert
+            .failure
+            .clone()
+            .unwrap_or_else(|| "not verified".into());
+        return Err(TokenError::new(ErrorCode::CertificateInvalid, why));
+    }
+    if cert.revoked {
+        return Err(TokenError::new(ErrorCode::CertificateInvalid, "revoked"));
+    }
+    let fingerprint: String = cert
+        .fingerprint_sha256
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let consumer = rules
+        .certificates
+        .iter()
+        .find(|(m, _)| match m {
+            CertificateMatch::Fingerprint(f) => *f == fingerprint,
+            CertificateMatch::SubjectDn(dn) => *dn == cert.subject_dn,
+        })
+        .map(|(_, c)| c.clone())
+        .ok_or_else(|| {
+            TokenError::new(
+                ErrorCode::UnknownCertificate,
+                format!("subject {:?}", cert.subject_dn),
+            )
+        })?;
+    let mut all = serde_json::Map::new();
+    all.insert("cert_fingerprint_sha256".into(), fingerprint.into());
+    all.insert("cert_subject_dn".into(), cert.subject_dn.clone().into());
+    let claims = TokenClaims {
+        issuer: Some(cert.issuer_dn.clone()),
+        subject: Some(consumer),
+        audiences: Vec::new(),
+        expires: None,
+        not_before: None,
+        issued_at: None,
+        application: None,
+        scopes: Vec::new(),
+        all,
+    };
+    Ok(Principal {
+        method: "mtls",
+        claims: Some(Rc::new(claims)),
+    })
+}
+
 /// HMAC check in constant time. The key must be at least as long as the hash (RFC 7518 §3.2).
 fn verify_hmac(
     alg: JwsAlgorithm,
@@ -390,6 +475,8 @@ fn reply(e: TokenError) -> LocalReply {
         ErrorCode::MissingCredentials => {
             reply.with_header("www-authenticate", "Bearer realm=\"edgegate\"")
         }
+        // Certificates are not bearer credentials: no WWW-Authenticate challenge applies.
+        ErrorCode::CertificateInvalid | ErrorCode::UnknownCertificate => reply,
         code if code.status() == 401 => reply.with_header(
             "www-authenticate",
             format!(

@@ -88,15 +88,54 @@ pub struct IntrospectionRules {
     pub claims: ClaimRules,
 }
 
-/// A route's authentication policy.
+/// An accepted client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateMatch {
+    /// By SHA-256 fingerprint (lower-case hex, no separators).
+    Fingerprint(String),
+    /// By subject DN (RFC 2253).
+    SubjectDn(String),
+}
+
+/// Which client certificates a route accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtlsRules {
+    /// Accepted certificates and their consumers.
+    pub certificates: Vec<(CertificateMatch, String)>,
+}
+
+/// An authentication method, in the order a route lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A JWT, or an opaque token for introspection (one bearer token either way).
+    Bearer,
+    /// A verified client certificate.
+    Mtls,
+    /// No credential.
+    Anonymous,
+}
+
+/// A route's authentication policy. The first method in `methods` whose credential the
+/// request presents decides; a presented credential that fails is never skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthPolicy {
+    /// The accepted methods, in order.
+    pub methods: Vec<AuthMethod>,
     /// Requests without credentials pass as anonymous.
     pub anonymous: bool,
     /// JWT rules when JWTs are accepted.
     pub jwt: Option<JwtRules>,
     /// Introspection rules when opaque tokens are accepted.
     pub introspection: Option<IntrospectionRules>,
+    /// Client-certificate rules when mTLS is accepted.
+    pub mtls: Option<MtlsRules>,
+}
+
+impl AuthPolicy {
+    /// True if the policy accepts client certificates (platforms without them reject it).
+    pub fn uses_mtls(&self) -> bool {
+        self.mtls.is_some()
+    }
 }
 
 /// Header names that carry the identity to backends (`None`: not sent).

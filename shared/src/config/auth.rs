@@ -4,8 +4,9 @@
 use super::compile::{is_name, is_token, Ctx};
 use super::spec::{AuthMethodSpec, AuthPolicySpec, IdentityHeadersSpec, IdentityProviderSpec};
 use crate::auth::{
-    AlgorithmSet, AuthPolicy, ClaimRules, IdentityHeaders, IdentityProvider, IntrospectionEndpoint,
-    IntrospectionRules, JwsAlgorithm, JwtRules, KeyFamily, KeySource, MAX_LEEWAY_S,
+    AlgorithmSet, AuthMethod, AuthPolicy, CertificateMatch, ClaimRules, IdentityHeaders,
+    IdentityProvider, IntrospectionEndpoint, IntrospectionRules, JwsAlgorithm, JwtRules, KeyFamily,
+    KeySource, MtlsRules, MAX_LEEWAY_S,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -300,10 +301,77 @@ pub(super) fn auth_policy(
         }
         (None, false) => None,
     };
+    let mtls = match (&spec.mtls, spec.accept.contains(&AuthMethodSpec::Mtls)) {
+        (Some(m), true) => {
+            let mp = format!("{path}.mtls");
+            if m.certificates.is_empty() {
+                cx.err(
+                    format!("{mp}.certificates"),
+                    "list at least one certificate",
+                );
+            }
+            let mut certificates = Vec::new();
+            for (i, c) in m.certificates.iter().enumerate() {
+                let cp = format!("{mp}.certificates[{i}]");
+                if c.consumer.is_empty() {
+                    cx.err(format!("{cp}.consumer"), "the consumer must not be empty");
+                }
+                let matcher = match (&c.fingerprint_sha256, &c.subject_dn) {
+                    (Some(f), None) => {
+                        let hex: String = f
+                            .chars()
+                            .filter(|c| *c != ':')
+                            .collect::<String>()
+                            .to_ascii_lowercase();
+                        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                            cx.err(
+                                format!("{cp}.fingerprint_sha256"),
+                                "a SHA-256 fingerprint is 64 hex digits",
+                            );
+                        }
+                        CertificateMatch::Fingerprint(hex)
+                    }
+                    (None, Some(dn)) if !dn.is_empty() => CertificateMatch::SubjectDn(dn.clone()),
+                    _ => {
+                        cx.err(&cp, "set exactly one of `fingerprint_sha256`, `subject_dn`");
+                        continue;
+                    }
+                };
+                certificates.push((matcher, c.consumer.clone()));
+            }
+            cx.mtls_paths.push(format!("{path}.accept"));
+            Some(MtlsRules { certificates })
+        }
+        (None, true) => {
+            cx.err(path, "`mtls` is accepted, so an `mtls` section is required");
+            None
+        }
+        (Some(_), false) => {
+            cx.err(
+                format!("{path}.mtls"),
+                "`mtls` rules are set but `mtls` is not in `accept`",
+            );
+            None
+        }
+        (None, false) => None,
+    };
+    let mut methods = Vec::new();
+    for m in &spec.accept {
+        let method = match m {
+            AuthMethodSpec::Jwt | AuthMethodSpec::Introspection => AuthMethod::Bearer,
+            AuthMethodSpec::Mtls => AuthMethod::Mtls,
+            AuthMethodSpec::Anonymous => AuthMethod::Anonymous,
+        };
+        if !methods.contains(&method) {
+            methods.push(method);
+        }
+    }
     Rc::new(AuthPolicy {
+        methods,
         anonymous: spec.accept.contains(&AuthMethodSpec::Anonymous),
         jwt,
         introspection,
+        mtls,
     })
 }
 

@@ -125,6 +125,8 @@ const DEFAULT_REPLAY_BYTES: u64 = 64 * 1024;
 
 pub(super) struct Ctx {
     pub(super) errors: Vec<ConfigError>,
+    /// Paths of the auth sections that accept mTLS (refused on platforms without it).
+    pub(super) mtls_paths: Vec<String>,
 }
 
 impl Ctx {
@@ -155,7 +157,10 @@ pub fn compile_document(
     doc: &ConfigDocument,
     version: &str,
 ) -> Result<CompiledConfig, ConfigErrors> {
-    let mut cx = Ctx { errors: Vec::new() };
+    let mut cx = Ctx {
+        errors: Vec::new(),
+        mtls_paths: Vec::new(),
+    };
 
     let mut settings = compile_gateway(&doc.gateway, &mut cx);
     let (identity_providers, idp_index) =
@@ -618,6 +623,7 @@ pub fn compile_document(
             router,
             identity_providers,
             identity_headers,
+            mtls_paths: cx.mtls_paths,
         }),
         _ => Err(ConfigErrors(cx.errors)),
     }

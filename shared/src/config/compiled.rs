@@ -86,6 +86,7 @@ pub struct CompiledConfig {
     pub(super) router: Router,
     pub(super) identity_providers: Vec<IdentityProvider>,
     pub(super) identity_headers: IdentityHeaders,
+    pub(super) mtls_paths: Vec<String>,
 }
 
 /// Everything the proxy needs to know about the route a request matched.
@@ -136,6 +137,12 @@ impl CompiledConfig {
     /// The identity providers (in name order; auth rules refer to them by index).
     pub fn identity_providers(&self) -> &[IdentityProvider] {
         &self.identity_providers
+    }
+
+    /// The paths of the `auth` sections that accept mTLS: a platform without client
+    /// certificates must refuse such a config (see [`crate::config_store`]).
+    pub fn mtls_paths(&self) -> &[String] {
+        &self.mtls_paths
     }
 
     /// The identity header names.

@@ -14,6 +14,33 @@ pub use compiled::{
 };
 pub use error::{ConfigError, ConfigErrors};
 
+/// What a platform can do, where features depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The platform reports verified client certificates (mutual TLS): Workers yes, Spin no.
+    pub client_certificates: bool,
+}
+
+/// Compiles for a platform: [`compile`], and then every feature the platform lacks is an
+/// error at the path that asks for it (never silently ignored).
+pub fn compile_for(
+    text: &str,
+    version: &str,
+    caps: Capabilities,
+) -> Result<CompiledConfig, ConfigErrors> {
+    let config = compile(text, version)?;
+    if !caps.client_certificates && !config.mtls_paths().is_empty() {
+        return Err(ConfigErrors(
+            config
+                .mtls_paths()
+                .iter()
+                .map(|path| ConfigError::new(path, "`mtls` is not available on this platform: it cannot see client certificates"))
+                .collect(),
+        ));
+    }
+    Ok(config)
+}
+
 /// The JSON Schema of the config document, generated from [`spec::ConfigDocument`].
 ///
 /// Published as `schema/edgegate-config.schema.json` for editors; a test keeps the file in

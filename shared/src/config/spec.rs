@@ -343,6 +343,32 @@ pub struct AuthPolicySpec {
     /// Rules for `introspection` (required when `introspection` is accepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introspection: Option<IntrospectionPolicySpec>,
+    /// Rules for `mtls` (required when `mtls` is accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsPolicySpec>,
+}
+
+/// Which verified client certificates are accepted, and as whom.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsPolicySpec {
+    /// Certificates and the consumer each one is. A certificate matches an entry by its
+    /// SHA-256 fingerprint (hex, any case, `:` allowed) or by its subject DN (RFC 2253, exact).
+    pub certificates: Vec<CertificateMappingSpec>,
+}
+
+/// One accepted client certificate. Exactly one of `fingerprint_sha256`, `subject_dn`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateMappingSpec {
+    /// The certificate's SHA-256 fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint_sha256: Option<String>,
+    /// The certificate's subject DN in RFC 2253 form (`CN=svc,O=Example`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_dn: Option<String>,
+    /// The consumer the certificate authenticates as (sent as the subject).
+    pub consumer: String,
 }
 
 /// What an opaque token must satisfy on a route (checked on the introspection response).
@@ -368,6 +394,9 @@ pub enum AuthMethodSpec {
     /// An opaque bearer token, checked at the provider's RFC 7662 introspection endpoint.
     /// When both are accepted, a token shaped like a compact JWS goes to `jwt`.
     Introspection,
+    /// A client certificate the edge verified (mutual TLS), mapped to a consumer. Not
+    /// available on every platform: configuring it where it is not is a config error.
+    Mtls,
     /// No credential needed.
     Anonymous,
 }
