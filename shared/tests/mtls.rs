@@ -103,7 +103,15 @@ fn certificate_table() {
         presented: false,
         ..ClientCertificate::default()
     };
-    let cases: Vec<(&str, Option<ClientCertificate>, u16, &str, Option<&str>)> = vec![
+    // (case, certificate the platform reports, status, code, consumer sent upstream)
+    type Case<'a> = (
+        &'a str,
+        Option<ClientCertificate>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "fingerprint, any case and separators",
             Some(cert(&fp_lower, "CN=other")),
