@@ -16,7 +16,7 @@
 //! returns a [`LocalReply`]; the driver renders it once, as problem+json, and logs it.
 
 use crate::access_log::{rfc3339_ms, AccessLogRecord};
-use crate::auth::{Authenticator, IdentityHeaders, Principal};
+use crate::auth::{mint, Authenticator, IdentityHeaders, Principal};
 use crate::config::{CompiledConfig, ResolvedRoute};
 use crate::config_store::ConfigStore;
 use crate::headers::{
@@ -327,6 +327,17 @@ impl Gateway {
         );
         if let Some(principal) = &trail.principal {
             identity_edits(&mut upstream_headers, config.identity_headers(), principal);
+        }
+        if let Some(m) = &resolved.route.mint {
+            let token = mint(p, m, trail.principal.as_ref(), &trail.request_id)
+                .await
+                .map_err(|e| LocalReply::new(e.code, e.detail))?;
+            let value = if m.header == "authorization" {
+                format!("Bearer {token}")
+            } else {
+                token
+            };
+            upstream_headers.set(&m.header, value);
         }
         let content_length = headers
             .get("content-length")

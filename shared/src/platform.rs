@@ -135,6 +135,17 @@ pub trait Crypto {
         signing_input: &[u8],
         signature: &[u8],
     ) -> Result<bool, PlatformError>;
+
+    /// Signs `message` with the Ed25519 key of `seed` (minted tokens). `key_id` is a stable id
+    /// of the key, under which hosts may cache its imported form.
+    ///
+    /// Errors: the host cannot use the key.
+    async fn sign_ed25519(
+        &self,
+        key_id: &str,
+        seed: &[u8; 32],
+        message: &[u8],
+    ) -> Result<Vec<u8>, PlatformError>;
 }
 
 /// A control-plane request (JWKS, discovery, introspection), its body read whole.

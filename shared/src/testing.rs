@@ -329,6 +329,15 @@ impl Crypto for FakePlatform {
         self.verifications.set(self.verifications.get() + 1);
         crate::auth::soft_crypto::verify(alg, key, signing_input, signature)
     }
+
+    async fn sign_ed25519(
+        &self,
+        _key_id: &str,
+        seed: &[u8; 32],
+        message: &[u8],
+    ) -> Result<Vec<u8>, PlatformError> {
+        Ok(crate::auth::soft_crypto::sign_ed25519(seed, message))
+    }
 }
 
 impl Http for FakePlatform {

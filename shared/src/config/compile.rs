@@ -184,6 +184,25 @@ pub fn compile_document(
         })
     };
     let gateway_auth = auth_of(&doc.gateway.policies, "$.gateway.policies", &mut cx);
+    // Validated once here; compiled again per API below for its default audience.
+    if let Some(m) = &doc.gateway.policies.mint_token {
+        super::auth::mint_token(m, "$.gateway.policies.mint_token", "", &mut cx);
+    }
+    for m in std::iter::once(&doc.gateway.policies)
+        .chain(doc.apis.iter().map(|a| &a.policies))
+        .chain(
+            doc.apis
+                .iter()
+                .flat_map(|a| a.routes.iter().map(|r| &r.policies)),
+        )
+        .filter_map(|p| p.mint_token.as_ref())
+    {
+        let h = m.header.to_ascii_lowercase();
+        // Clients may not send the minted header (authorization is replaced anyway).
+        if h != "authorization" && !settings.strip_request_headers.contains(&h) {
+            settings.strip_request_headers.push(h);
+        }
+    }
 
     // Pools: BTreeMap order, so indices are stable for a given document.
     let mut pool_index: HashMap<&str, usize> = HashMap::new();
@@ -414,6 +433,25 @@ pub fn compile_document(
         );
         let api_auth = auth_of(&api.policies, &format!("{ap}.policies"), &mut cx)
             .or_else(|| gateway_auth.clone());
+        // The gateway's section was validated above; here it only gets the API's audience.
+        let api_mint = match (&api.policies.mint_token, &doc.gateway.policies.mint_token) {
+            (Some(m), _) => Some(super::auth::mint_token(
+                m,
+                &format!("{ap}.policies.mint_token"),
+                &api.name,
+                &mut cx,
+            )),
+            (None, Some(m)) => Some(super::auth::mint_token(
+                m,
+                "$.gateway.policies.mint_token",
+                &api.name,
+                &mut Ctx {
+                    errors: Vec::new(),
+                    mtls_paths: Vec::new(),
+                },
+            )),
+            (None, None) => None,
+        };
 
         // Routes.
         let mut route_names = HashSet::new();
@@ -504,6 +542,15 @@ pub fn compile_document(
             );
             let auth = auth_of(&r.policies, &format!("{rp}.policies"), &mut cx)
                 .or_else(|| api_auth.clone());
+            let mint = match &r.policies.mint_token {
+                Some(m) => Some(super::auth::mint_token(
+                    m,
+                    &format!("{rp}.policies.mint_token"),
+                    &api.name,
+                    &mut cx,
+                )),
+                None => api_mint.clone(),
+            };
 
             // Which versions serve this route.
             let version_idx: Vec<Option<u16>> = if api.versions.is_empty() {
@@ -570,6 +617,7 @@ pub fn compile_document(
                     pool,
                     upstream,
                     auth,
+                    mint,
                 });
             } else {
                 routes.push(Route {
@@ -580,6 +628,7 @@ pub fn compile_document(
                     pool,
                     upstream,
                     auth,
+                    mint,
                 });
             }
         }

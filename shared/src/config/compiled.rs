@@ -1,6 +1,6 @@
 //! The compiled, immutable config that every request runs on.
 
-use crate::auth::{AuthPolicy, IdentityHeaders, IdentityProvider};
+use crate::auth::{AuthPolicy, IdentityHeaders, IdentityProvider, MintToken};
 use crate::balancer::Pool;
 use crate::route::{HostPattern, PathTemplate, RouteMiss, RouteRequest, Router};
 use std::rc::Rc;
@@ -73,6 +73,8 @@ pub struct Route {
     pub upstream: UpstreamPolicy,
     /// Its authentication policy; None: anonymous.
     pub auth: Option<Rc<AuthPolicy>>,
+    /// The token minted for the backend, if any.
+    pub mint: Option<Rc<MintToken>>,
 }
 
 /// A validated config, ready to serve. Built only by [`super::compile`].

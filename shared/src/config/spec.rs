@@ -328,6 +328,47 @@ pub struct Policies {
     /// level, routes are anonymous.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthPolicySpec>,
+    /// Mint a short-lived signed token for the backend (service-to-service authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mint_token: Option<MintTokenSpec>,
+}
+
+/// A token the gateway signs for each proxied request: the backend verifies the gateway (and
+/// the caller the gateway authenticated) without trusting plain headers.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MintTokenSpec {
+    /// `EdDSA` (the secret holds the base64url 32-byte Ed25519 seed) or `HS256` (the secret's
+    /// UTF-8 bytes, at least 32).
+    pub algorithm: String,
+    /// The name of the secret (a Worker secret) with the signing key.
+    pub key_secret: String,
+    /// `kid` of the header, so backends can rotate keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// `iss` of the minted tokens. Default `edgegate`.
+    #[serde(default = "default_mint_issuer")]
+    pub issuer: String,
+    /// `aud` of the minted tokens. Default: the API's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Lifetime in seconds (1 to 3600, default 60).
+    #[serde(default = "default_mint_ttl")]
+    pub ttl_s: u64,
+    /// The request header that carries it (`Bearer ` is prepended for `authorization`).
+    /// Default `x-edgegate-token`.
+    #[serde(default = "default_mint_header")]
+    pub header: String,
+}
+
+fn default_mint_issuer() -> String {
+    "edgegate".into()
+}
+fn default_mint_ttl() -> u64 {
+    60
+}
+fn default_mint_header() -> String {
+    "x-edgegate-token".into()
 }
 
 /// Authentication of a route: the methods it accepts, tried in order until one applies.
