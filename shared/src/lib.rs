@@ -15,6 +15,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod balancer;
+pub mod bounded;
 pub mod config;
 pub mod config_store;
 pub mod headers;

@@ -3,8 +3,7 @@
 
 use super::alg::JwsAlgorithm;
 use super::token::TokenClaims;
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use crate::bounded::BoundedMap;
 use std::rc::Rc;
 
 /// A token whose signature verified.
@@ -23,9 +22,7 @@ pub struct VerifiedToken {
 /// Verified tokens by SHA-256 of the token text, bounded (oldest out first). Entries are kept
 /// only while the token's `exp` (plus the largest leeway) has not passed.
 pub struct TokenCache {
-    capacity: usize,
-    entries: RefCell<HashMap<[u8; 32], Rc<VerifiedToken>>>,
-    order: RefCell<VecDeque<[u8; 32]>>,
+    entries: BoundedMap<[u8; 32], Rc<VerifiedToken>>,
 }
 
 /// The largest leeway a route may configure (s): entries outlive `exp` by this much.
@@ -35,21 +32,19 @@ impl TokenCache {
     /// A cache of at most `capacity` tokens.
     pub fn new(capacity: usize) -> Self {
         TokenCache {
-            capacity,
-            entries: RefCell::new(HashMap::new()),
-            order: RefCell::new(VecDeque::new()),
+            entries: BoundedMap::new(capacity),
         }
     }
 
     /// The verified token for `hash`, if cached and not long expired.
     pub fn get(&self, hash: &[u8; 32], now_s: i64) -> Option<Rc<VerifiedToken>> {
-        let hit = self.entries.borrow().get(hash).cloned()?;
+        let hit = self.entries.get(hash)?;
         if hit
             .claims
             .expires
             .is_none_or(|exp| now_s > exp.saturating_add(MAX_LEEWAY_S))
         {
-            self.remove(hash);
+            self.entries.remove(hash);
             return None;
         }
         Some(hit)
@@ -57,38 +52,21 @@ impl TokenCache {
 
     /// Caches a verified token, evicting the oldest entry when full.
     pub fn insert(&self, hash: [u8; 32], token: VerifiedToken) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut entries = self.entries.borrow_mut();
-        let mut order = self.order.borrow_mut();
-        if entries.insert(hash, Rc::new(token)).is_none() {
-            order.push_back(hash);
-        }
-        while entries.len() > self.capacity {
-            match order.pop_front() {
-                Some(old) => {
-                    entries.remove(&old);
-                }
-                None => break,
-            }
-        }
+        self.entries.insert(hash, Rc::new(token));
     }
 
     /// Forgets a token (its key was revoked, or it expired).
     pub fn remove(&self, hash: &[u8; 32]) {
-        if self.entries.borrow_mut().remove(hash).is_some() {
-            self.order.borrow_mut().retain(|h| h != hash);
-        }
+        self.entries.remove(hash);
     }
 
     /// The number of cached tokens.
     pub fn len(&self) -> usize {
-        self.entries.borrow().len()
+        self.entries.len()
     }
 
     /// True if empty.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 }

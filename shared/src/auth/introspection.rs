@@ -3,12 +3,11 @@
 
 use super::policy::IntrospectionEndpoint;
 use super::token::{claims_from_map, TokenClaims, TokenError};
+use crate::bounded::BoundedMap;
 use crate::platform::{Http, HttpRequest, Secrets};
 use crate::problem::ErrorCode;
 use base64ct::{Base64, Encoding};
 use serde_json::{Map, Value};
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -18,27 +17,22 @@ type Entry = (Option<Rc<TokenClaims>>, u64);
 
 /// Introspection results by token hash, each until min(TTL, the token's `exp`).
 pub struct IntrospectionCache {
-    capacity: usize,
-    entries: RefCell<HashMap<[u8; 32], Entry>>,
-    order: RefCell<VecDeque<[u8; 32]>>,
+    entries: BoundedMap<[u8; 32], Entry>,
 }
 
 impl IntrospectionCache {
     /// A cache of at most `capacity` results.
     pub fn new(capacity: usize) -> Self {
         IntrospectionCache {
-            capacity,
-            entries: RefCell::new(HashMap::new()),
-            order: RefCell::new(VecDeque::new()),
+            entries: BoundedMap::new(capacity),
         }
     }
 
     /// The cached result for `hash`: `Some(Some(claims))` active, `Some(None)` inactive.
     pub fn get(&self, hash: &[u8; 32], now_ms: u64) -> Option<Option<Rc<TokenClaims>>> {
-        let (claims, until) = self.entries.borrow().get(hash).cloned()?;
+        let (claims, until) = self.entries.get(hash)?;
         if now_ms >= until {
-            self.entries.borrow_mut().remove(hash);
-            self.order.borrow_mut().retain(|h| h != hash);
+            self.entries.remove(hash);
             return None;
         }
         Some(claims)
@@ -46,22 +40,7 @@ impl IntrospectionCache {
 
     /// Caches a result until `until_ms`, evicting the oldest when full.
     pub fn insert(&self, hash: [u8; 32], claims: Option<Rc<TokenClaims>>, until_ms: u64) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut entries = self.entries.borrow_mut();
-        let mut order = self.order.borrow_mut();
-        if entries.insert(hash, (claims, until_ms)).is_none() {
-            order.push_back(hash);
-        }
-        while entries.len() > self.capacity {
-            match order.pop_front() {
-                Some(old) => {
-                    entries.remove(&old);
-                }
-                None => break,
-            }
-        }
+        self.entries.insert(hash, (claims, until_ms));
     }
 }
 
