@@ -42,12 +42,12 @@ fn js_err(e: JsValue) -> PlatformError {
     )
 }
 
-/// The imported key under `cache_key`, importing it (`format`, `data`, `alg`, one usage) on
-/// first use.
+/// The imported key under `cache_key`, importing it (`format`, the key data `data()` makes,
+/// `alg`, one usage) on first use only.
 async fn import_cached(
     cache_key: String,
     format: &str,
-    data: &Object,
+    data: impl FnOnce() -> Result<Object, PlatformError>,
     alg: &Object,
     usage: &str,
 ) -> Result<web_sys::CryptoKey, PlatformError> {
@@ -56,7 +56,7 @@ async fn import_cached(
     }
     let usages = Array::of1(&usage.into());
     let promise = subtle()?
-        .import_key_with_object(format, data, alg, false, &usages)
+        .import_key_with_object(format, &data()?, alg, false, &usages)
         .map_err(js_err)?;
     let imported: web_sys::CryptoKey = JsFuture::from(promise)
         .await
@@ -123,11 +123,13 @@ pub async fn verify(
     sig: &[u8],
 ) -> Result<bool, PlatformError> {
     let (import_alg, verify_alg) = algorithms(alg)?;
-    let jwk: Object = js_sys::JSON::parse(&key.jwk)
-        .map_err(js_err)?
-        .unchecked_into();
     let cache_key = format!("verify/{}/{}", key.cache_id, alg.as_str());
-    let crypto_key = import_cached(cache_key, "jwk", &jwk, &import_alg, "verify").await?;
+    let jwk = || {
+        Ok(js_sys::JSON::parse(&key.jwk)
+            .map_err(js_err)?
+            .unchecked_into::<Object>())
+    };
+    let crypto_key = import_cached(cache_key, "jwk", jwk, &import_alg, "verify").await?;
     let promise = subtle()?
         .verify_with_object_and_u8_array_and_u8_array(&verify_alg, &crypto_key, sig, input)
         .map_err(js_err)?;
@@ -150,10 +152,12 @@ pub async fn sign_ed25519(
     message: &[u8],
 ) -> Result<Vec<u8>, PlatformError> {
     let alg = object(&[("name", JsValue::from_str("Ed25519"))]);
-    let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
-    pkcs8.extend_from_slice(seed);
-    let data: Object = js_sys::Uint8Array::from(pkcs8.as_slice()).unchecked_into();
-    let key = import_cached(format!("sign/{key_id}"), "pkcs8", &data, &alg, "sign").await?;
+    let pkcs8 = || {
+        let mut bytes = ED25519_PKCS8_PREFIX.to_vec();
+        bytes.extend_from_slice(seed);
+        Ok(js_sys::Uint8Array::from(bytes.as_slice()).unchecked_into::<Object>())
+    };
+    let key = import_cached(format!("sign/{key_id}"), "pkcs8", pkcs8, &alg, "sign").await?;
     let promise = subtle()?
         .sign_with_object_and_u8_array(&alg, &key, message)
         .map_err(js_err)?;
