@@ -148,9 +148,10 @@ impl KeyStore {
         n
     }
 
-    /// True if the provider's current keys still include the key `cache_id` (a cached
-    /// verified token is dropped once its key is gone from the JWKS).
-    pub fn still_trusted(&self, idp: &IdentityProvider, cache_id: &str) -> bool {
+    /// True if, at `now_ms`, the key `cache_id` may still verify tokens: the provider's keys
+    /// still include it and are not past `max_stale` (a cached verified token is refused once
+    /// its key left the JWKS, or once the keys are too old because the IdP stayed down).
+    pub fn still_trusted(&self, idp: &IdentityProvider, cache_id: &str, now_ms: u64) -> bool {
         if matches!(idp.source, KeySource::HmacSecret(_)) {
             return true;
         }
@@ -158,11 +159,9 @@ impl KeyStore {
             .borrow()
             .get(&idp.store_id())
             .is_some_and(|pk| {
-                pk.state
-                    .borrow()
-                    .keys
-                    .iter()
-                    .any(|k| k.cache_id == cache_id)
+                let st = pk.state.borrow();
+                now_ms < st.fresh_until.saturating_add(idp.max_stale_ms)
+                    && st.keys.iter().any(|k| k.cache_id == cache_id)
             })
     }
 

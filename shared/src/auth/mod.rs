@@ -131,7 +131,12 @@ impl Authenticator {
         policy: &AuthPolicy,
         headers: &HeaderList,
     ) -> Result<Principal, LocalReply> {
-        let token = bearer_token(headers).map_err(reply)?;
+        // Authorization is read only where a bearer method is accepted: elsewhere it is not ours.
+        let token = if policy.methods.contains(&AuthMethod::Bearer) {
+            bearer_token(headers).map_err(reply)?
+        } else {
+            None
+        };
         // The first accepted method whose credential is presented decides; anonymous is the
         // fallback when none is presented, wherever it is listed.
         for method in &policy.methods {
@@ -259,7 +264,7 @@ impl Authenticator {
                 .map(|&i| &providers[i])
                 .find(|idp| idp.store_id() == hit.provider_store_id);
             match provider {
-                Some(idp) if self.keys.still_trusted(idp, &hit.key_id) => {
+                Some(idp) if self.keys.still_trusted(idp, &hit.key_id, p.now_ms()) => {
                     if !rules.algorithms.contains(hit.alg) {
                         return Err(TokenError::new(
                             ErrorCode::AlgorithmNotAllowed,
