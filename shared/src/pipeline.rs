@@ -537,6 +537,12 @@ async fn send_with_failover<P: Platform>(
                     ),
                 ))
             }
+            Err(UpstreamError::Invalid(detail)) => {
+                return Err(LocalReply::new(
+                    ErrorCode::InternalError,
+                    format!("request to {} not built: {detail}", instance.url.as_str()),
+                ))
+            }
             Err(UpstreamError::Connect(detail)) => {
                 failures.push(format!("{}: {detail}", instance.url.as_str()))
             }

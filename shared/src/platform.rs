@@ -6,10 +6,14 @@
 
 use crate::headers::{HeaderEdits, HeaderList, HeaderRead};
 
-/// Wall-clock time in milliseconds since the Unix epoch.
+/// Wall-clock time in milliseconds since the Unix epoch, and waiting.
 pub trait Clock {
     /// Now. On Workers this is `Date.now()`, which advances only across I/O in production.
     fn now_ms(&self) -> u64;
+
+    /// Waits about `ms` milliseconds on a timer of the current request (used to poll shared
+    /// state another request is filling in, never to delay a response on purpose).
+    async fn sleep_ms(&self, ms: u64);
 }
 
 /// Randomness for ids (request ids, trace ids) and random load balancing.
@@ -85,6 +89,9 @@ pub enum UpstreamError {
     Connect(String),
     /// No response headers within the timeout (not retried: the backend may be working on it).
     Timeout,
+    /// The host refused to build the request (a header value it does not accept): nothing was
+    /// sent; the gateway answers 500 and does not fail over.
+    Invalid(String),
 }
 
 /// Sending requests upstream. `Body` is the host's body type; the core never reads it, so
@@ -174,7 +181,9 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
-/// Control-plane HTTP: small requests whose responses the core reads whole.
+/// Control-plane HTTP: small requests whose responses the core reads whole. Redirects are
+/// never followed (a 3xx is returned as it is): keys and tokens are only ever trusted from the
+/// configured URL.
 pub trait Http {
     /// Sends `req` and reads the response body, at most `max_body` bytes.
     ///

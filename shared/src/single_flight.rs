@@ -1,17 +1,20 @@
-//! Single-flight: concurrent tasks of one isolate share one run of some async work.
+//! Single-flight: concurrent requests of one isolate share one run of some async work.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
 
-/// Lets the tasks of one single-threaded isolate share one run of a piece of work (a key
+/// Lets the requests of one single-threaded isolate share one run of a piece of work (a key
 /// fetch): the first caller runs it; callers that arrive while it runs wait for it to end and
-/// then read what it stored. If the running task is dropped mid-way, the waiters are released
-/// all the same (and may run the work themselves).
+/// then read what it stored.
+///
+/// Waiters are never woken by the running request: on Workers a request may not resume
+/// another request's tasks (the runtime cancels them as hung). Each waiter instead checks,
+/// on a timer of its own (`tick`), whether the run has ended, for at most `max_ticks` ticks;
+/// then it goes on and reads whatever state there is. A running future that is dropped
+/// ends the run all the same.
 #[derive(Debug, Default)]
 pub struct SingleFlight {
-    waiters: RefCell<Option<Vec<Waker>>>,
+    running: Cell<bool>,
     generation: Cell<u64>,
 }
 
@@ -21,18 +24,25 @@ impl SingleFlight {
         SingleFlight::default()
     }
 
-    /// Runs `work` unless a run is in progress, in which case it waits for that run to end.
-    /// Returns true if this call ran the work.
-    pub async fn run<F: Future<Output = ()>>(&self, work: F) -> bool {
-        if self.waiters.borrow().is_some() {
-            Wait {
-                flight: self,
-                generation: self.generation.get(),
+    /// Runs `work` unless a run is in progress, in which case it waits (polling with `tick`,
+    /// at most `max_ticks` times) for that run to end. Returns true if this call ran the work.
+    pub async fn run<W, T, TF>(&self, work: W, tick: T, max_ticks: u32) -> bool
+    where
+        W: Future<Output = ()>,
+        T: Fn() -> TF,
+        TF: Future<Output = ()>,
+    {
+        if self.running.get() {
+            let generation = self.generation.get();
+            for _ in 0..max_ticks {
+                if self.generation.get() != generation {
+                    break;
+                }
+                tick().await;
             }
-            .await;
             return false;
         }
-        *self.waiters.borrow_mut() = Some(Vec::new());
+        self.running.set(true);
         let _landing = Landing(self);
         work.await;
         true
@@ -40,11 +50,11 @@ impl SingleFlight {
 
     /// True while a run is in progress.
     pub fn is_running(&self) -> bool {
-        self.waiters.borrow().is_some()
+        self.running.get()
     }
 }
 
-/// Ends a run (also when the running future is dropped): wakes every waiter.
+/// Ends a run (also when the running future is dropped).
 struct Landing<'a>(&'a SingleFlight);
 
 impl Drop for Landing<'_> {
@@ -53,39 +63,16 @@ impl Drop for Landing<'_> {
         flight
             .generation
             .set(flight.generation.get().wrapping_add(1));
-        let waiters = flight.waiters.borrow_mut().take().unwrap_or_default();
-        for w in waiters {
-            w.wake();
-        }
-    }
-}
-
-struct Wait<'a> {
-    flight: &'a SingleFlight,
-    generation: u64,
-}
-
-impl Future for Wait<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.flight.generation.get() != self.generation {
-            return Poll::Ready(());
-        }
-        match self.flight.waiters.borrow_mut().as_mut() {
-            Some(list) => {
-                list.push(cx.waker().clone());
-                Poll::Pending
-            }
-            None => Poll::Ready(()),
-        }
+        flight.running.set(false);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
     use std::rc::Rc;
+    use std::task::{Context, Poll};
 
     /// Pending once, then ready: lets other tasks run in between.
     struct YieldOnce(bool);
@@ -106,24 +93,47 @@ mod tests {
     fn concurrent_callers_share_one_run() {
         let flight = SingleFlight::new();
         let runs = Rc::new(Cell::new(0));
+        let done = Rc::new(Cell::new(false));
         let tasks = (0..50).map(|_| {
-            let runs = runs.clone();
-            let flight = &flight;
+            let (runs, done, flight) = (runs.clone(), done.clone(), &flight);
             async move {
-                flight
-                    .run(async {
-                        runs.set(runs.get() + 1);
-                        YieldOnce(false).await;
-                        YieldOnce(false).await;
-                    })
-                    .await
+                let ran = flight
+                    .run(
+                        async {
+                            runs.set(runs.get() + 1);
+                            YieldOnce(false).await;
+                            YieldOnce(false).await;
+                            done.set(true);
+                        },
+                        || YieldOnce(false),
+                        1000,
+                    )
+                    .await;
+                // Every caller sees the run's result once it returns.
+                assert!(done.get());
+                ran
             }
         });
         let ran = futures::executor::block_on(futures::future::join_all(tasks));
         assert_eq!(runs.get(), 1);
         assert_eq!(ran.iter().filter(|r| **r).count(), 1);
         assert!(!flight.is_running());
-        // A later call runs again.
-        futures::executor::block_on(flight.run(async {}));
+        futures::executor::block_on(flight.run(async {}, || YieldOnce(false), 1));
+    }
+
+    #[test]
+    fn waiters_give_up_after_max_ticks() {
+        let flight = SingleFlight::new();
+        let never = std::future::pending::<()>();
+        let mut runner = Box::pin(flight.run(never, || YieldOnce(false), 1));
+        let waker = futures::task::noop_waker();
+        assert!(runner
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        let waited = futures::executor::block_on(flight.run(async {}, || YieldOnce(false), 3));
+        assert!(!waited, "gave up waiting, did not run the work");
+        drop(runner);
+        assert!(!flight.is_running(), "a dropped run ends");
     }
 }

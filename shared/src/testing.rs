@@ -219,6 +219,11 @@ impl Clock for FakePlatform {
     fn now_ms(&self) -> u64 {
         self.now.get()
     }
+
+    /// Lets other tasks run; the manual clock does not move.
+    async fn sleep_ms(&self, _ms: u64) {
+        YieldOnce(false).await;
+    }
 }
 
 impl Random for FakePlatform {

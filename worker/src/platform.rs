@@ -67,6 +67,11 @@ impl Clock for WorkerPlatform {
     fn now_ms(&self) -> u64 {
         js_sys::Date::now() as u64
     }
+
+    /// A timer of this request (`setTimeout`), so waiting never depends on another request.
+    async fn sleep_ms(&self, ms: u64) {
+        worker::Delay::from(Duration::from_millis(ms)).await;
+    }
 }
 
 impl Random for WorkerPlatform {
@@ -127,7 +132,8 @@ impl Upstream for WorkerPlatform {
             None => web_sys::Headers::new(),
         }
         .map_err(connect)?;
-        apply_edits(&headers, &req.headers).map_err(connect)?;
+        // A value the runtime refuses (it checks header syntax) is not the backend's fault.
+        apply_edits(&headers, &req.headers).map_err(|e| UpstreamError::Invalid(js_error(e)))?;
         init.set_headers(&headers.into());
         // A gateway passes redirects back to the client; it never follows them itself.
         init.set_redirect(web_sys::RequestRedirect::Manual);
@@ -326,6 +332,8 @@ impl Http for WorkerPlatform {
         init.set_signal(Some(&web_sys::AbortSignal::timeout_with_f64(
             req.timeout_ms as f64,
         )));
+        // Keys and tokens are trusted only from the configured URL: a 3xx is a failed fetch.
+        init.set_redirect(web_sys::RequestRedirect::Manual);
         let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
         let resp: web_sys::Response =
             JsFuture::from(global.fetch_with_str_and_init(&req.url, &init))

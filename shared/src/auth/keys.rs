@@ -18,6 +18,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 const MAX_JWKS_BYTES: usize = 512 * 1024;
+
+/// How often a request waiting for another request's key fetch checks whether it is done.
+const WAIT_TICK_MS: u64 = 5;
+
+/// A waiter waits at most as long as two fetches (discovery, then JWKS) may take.
+fn wait_ticks(idp: &IdentityProvider) -> u32 {
+    u32::try_from((2 * idp.timeout_ms) / WAIT_TICK_MS + 1).unwrap_or(u32::MAX)
+}
 const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
 
 #[derive(Default)]
@@ -103,7 +111,13 @@ impl KeyStore {
             (!known || !fresh) && allowed
         };
         if wants_fetch || pk.flight.is_running() {
-            pk.flight.run(self.fetch(p, idp, &pk)).await;
+            pk.flight
+                .run(
+                    self.fetch(p, idp, &pk),
+                    || p.sleep_ms(WAIT_TICK_MS),
+                    wait_ticks(idp),
+                )
+                .await;
         }
         let now = p.now_ms();
         let st = pk.state.borrow();
@@ -142,7 +156,13 @@ impl KeyStore {
             .last_attempt
             .is_none_or(|t| now < t || now - t >= idp.refetch_interval_ms);
         if allowed {
-            pk.flight.run(self.fetch(p, idp, &pk)).await;
+            pk.flight
+                .run(
+                    self.fetch(p, idp, &pk),
+                    || p.sleep_ms(WAIT_TICK_MS),
+                    wait_ticks(idp),
+                )
+                .await;
         }
         let n = pk.state.borrow().keys.len();
         n

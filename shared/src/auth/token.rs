@@ -119,10 +119,24 @@ pub fn claims_from_map(
     not_before: Option<i64>,
     issued_at: Option<i64>,
 ) -> Result<TokenClaims, TokenError> {
+    // These claims are sent to backends in headers: control characters (CR, LF, NUL, ...)
+    // would break the header or smuggle another one, so such a token is malformed.
+    let headerable = |name: &str, s: &str| -> Result<(), TokenError> {
+        if s.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(TokenError::new(
+                ErrorCode::MalformedToken,
+                format!("claim {name} has control characters"),
+            ));
+        }
+        Ok(())
+    };
     let text = |name: &str| -> Result<Option<String>, TokenError> {
         match all.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(s)) => {
+                headerable(name, s)?;
+                Ok(Some(s.clone()))
+            }
             Some(_) => Err(TokenError::new(
                 ErrorCode::MalformedToken,
                 format!("claim {name} is not a string"),
