@@ -113,10 +113,18 @@ export class LogCapture extends EventEmitter {
  *   version     id of that first version.
  *   refreshMs   EDGEGATE_CONFIG_REFRESH_MS (default 200).
  *   kv          extra { key: value } pairs written to KV before the first request.
+ *   bindings    extra Worker bindings { NAME: "string" } (vars and secrets, e.g. an HMAC
+ *               key named by an identity provider's `hmac_secret`).
  *
  * Returns a Gateway handle (see below). Always `await gw.close()`.
  */
-export async function startGateway({ config, version = "v1", refreshMs = 200, kv: extraKv = {} } = {}) {
+export async function startGateway({
+  config,
+  version = "v1",
+  refreshMs = 200,
+  kv: extraKv = {},
+  bindings = {},
+} = {}) {
   if (!existsSync(SHIM)) {
     throw new Error(
       `worker build missing (${SHIM}); build it first: bash scripts/build-worker.sh`,
@@ -134,7 +142,7 @@ export async function startGateway({ config, version = "v1", refreshMs = 200, kv
     cf: false,
     compatibilityDate: "2026-04-26",
     kvNamespaces: ["EDGEGATE_CONFIG"],
-    bindings: { EDGEGATE_CONFIG_REFRESH_MS: String(refreshMs) },
+    bindings: { ...bindings, EDGEGATE_CONFIG_REFRESH_MS: String(refreshMs) },
     host: "127.0.0.1",
     port: 0,
     handleRuntimeStdio(stdout, stderr) {
