@@ -310,7 +310,10 @@ impl Gateway {
         ));
 
         if let Some(policy) = &resolved.route.auth {
-            let principal = self.auth.authenticate(p, config, policy, headers).await?;
+            let principal = self
+                .auth
+                .authenticate(p, config, policy, headers, query)
+                .await?;
             trail.principal = Some(principal);
         }
 
@@ -342,11 +345,24 @@ impl Gateway {
         let content_length = headers
             .get("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok());
+        // API keys are credentials for the gateway: they never reach the backend.
+        let mut query = query.map(std::borrow::Cow::Borrowed);
+        if let Some(keys) = resolved
+            .route
+            .auth
+            .as_ref()
+            .and_then(|a| a.api_key.as_ref())
+        {
+            upstream_headers.remove(&keys.header);
+            if let (Some(param), Some(raw)) = (&keys.query, query.as_deref()) {
+                query = crate::route::without_param(raw, param).map(std::borrow::Cow::Owned);
+            }
+        }
         let response = send_with_failover(
             p,
             &resolved,
             method,
-            query,
+            query.as_deref(),
             headers,
             upstream_headers,
             content_length,

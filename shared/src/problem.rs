@@ -58,6 +58,14 @@ pub enum ErrorCode {
     CertificateInvalid,
     /// The client certificate is valid but not one the route accepts.
     UnknownCertificate,
+    /// No credential record has this API key.
+    UnknownApiKey,
+    /// The API key's record is revoked (or suspended).
+    KeyRevoked,
+    /// The API key's record has expired.
+    KeyExpired,
+    /// The credential records could not be read (and none is cached).
+    CredentialsUnavailable,
     /// The identity provider could not be reached and no usable cached keys are left.
     IdpUnavailable,
 }
@@ -145,6 +153,14 @@ impl ErrorCode {
                 401,
                 "The client certificate is not accepted here",
             ),
+            ErrorCode::UnknownApiKey => ("unknown_api_key", 401, "The API key is not known"),
+            ErrorCode::KeyRevoked => ("key_revoked", 401, "The API key has been revoked"),
+            ErrorCode::KeyExpired => ("key_expired", 401, "The API key has expired"),
+            ErrorCode::CredentialsUnavailable => (
+                "credentials_unavailable",
+                503,
+                "Credentials cannot be checked right now",
+            ),
             ErrorCode::IdpUnavailable => (
                 "idp_unavailable",
                 503,
@@ -154,7 +170,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidPath,
@@ -178,6 +194,10 @@ impl ErrorCode {
         ErrorCode::TokenInactive,
         ErrorCode::CertificateInvalid,
         ErrorCode::UnknownCertificate,
+        ErrorCode::UnknownApiKey,
+        ErrorCode::KeyRevoked,
+        ErrorCode::KeyExpired,
+        ErrorCode::CredentialsUnavailable,
         ErrorCode::IdpUnavailable,
     ];
 }

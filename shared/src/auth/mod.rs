@@ -13,6 +13,7 @@
 //! still go through the route's claim checks, and are dropped when their key leaves the JWKS.
 
 mod alg;
+mod api_key;
 mod cache;
 mod introspection;
 mod jwk;
@@ -24,13 +25,17 @@ pub mod soft_crypto;
 mod token;
 
 pub use alg::{AlgorithmSet, JwsAlgorithm, KeyFamily};
+pub use api_key::{
+    credential_key, presented_key, verify_api_key, CredentialCache, CredentialRecord,
+    CredentialStatus,
+};
 pub use cache::{TokenCache, VerifiedToken, MAX_LEEWAY_S};
 pub use introspection::{introspect, IntrospectionCache};
 pub use jwk::{parse_jwks, KeyMaterial, PublicKey, MIN_RSA_BITS};
 pub use keys::KeyStore;
 pub use mint::{mint, MintAlgorithm, MintToken};
 pub use policy::{
-    AuthMethod, AuthPolicy, CertificateMatch, IdentityHeaders, IdentityProvider,
+    ApiKeyRules, AuthMethod, AuthPolicy, CertificateMatch, IdentityHeaders, IdentityProvider,
     IntrospectionEndpoint, IntrospectionRules, JwtRules, KeySource, MtlsRules,
 };
 pub use token::{
@@ -89,6 +94,7 @@ pub struct Authenticator {
     keys: KeyStore,
     tokens: TokenCache,
     introspections: IntrospectionCache,
+    credentials: CredentialCache,
 }
 
 /// Verified tokens kept per isolate by default.
@@ -107,6 +113,7 @@ impl Authenticator {
             keys: KeyStore::new(),
             tokens: TokenCache::new(token_cache),
             introspections: IntrospectionCache::new(token_cache),
+            credentials: CredentialCache::new(token_cache),
         }
     }
 
@@ -130,6 +137,7 @@ impl Authenticator {
         config: &CompiledConfig,
         policy: &AuthPolicy,
         headers: &HeaderList,
+        query: Option<&str>,
     ) -> Result<Principal, LocalReply> {
         // Authorization is read only where a bearer method is accepted: elsewhere it is not ours.
         let token = if policy.methods.contains(&AuthMethod::Bearer) {
@@ -154,6 +162,19 @@ impl Authenticator {
                         (&policy.mtls, p.client_certificate().filter(|c| c.presented))
                     {
                         return verify_certificate(rules, &cert).map_err(reply);
+                    }
+                }
+                AuthMethod::ApiKey => {
+                    if let Some(rules) = &policy.api_key {
+                        let view = crate::route::QueryView::new(query.unwrap_or(""));
+                        let presented =
+                            presented_key(headers, &view, &rules.header, rules.query.as_deref())
+                                .map_err(reply)?;
+                        if let Some(key) = presented {
+                            return verify_api_key(p, &self.credentials, &key)
+                                .await
+                                .map_err(reply);
+                        }
                     }
                 }
                 AuthMethod::Anonymous => {}
@@ -482,8 +503,13 @@ fn reply(e: TokenError) -> LocalReply {
         ErrorCode::MissingCredentials => {
             reply.with_header("www-authenticate", "Bearer realm=\"edgegate\"")
         }
-        // Certificates are not bearer credentials: no WWW-Authenticate challenge applies.
-        ErrorCode::CertificateInvalid | ErrorCode::UnknownCertificate => reply,
+        // Certificates and API keys are not bearer credentials: no Bearer challenge applies.
+        ErrorCode::CertificateInvalid
+        | ErrorCode::UnknownCertificate
+        | ErrorCode::UnknownApiKey
+        | ErrorCode::KeyRevoked
+        | ErrorCode::KeyExpired => reply,
+        ErrorCode::CredentialsUnavailable => reply.with_header("retry-after", "10"),
         code if code.status() == 401 => reply.with_header(
             "www-authenticate",
             format!(

@@ -111,6 +111,8 @@ pub enum AuthMethod {
     Bearer,
     /// A verified client certificate.
     Mtls,
+    /// An API key.
+    ApiKey,
     /// No credential.
     Anonymous,
 }
@@ -129,6 +131,17 @@ pub struct AuthPolicy {
     pub introspection: Option<IntrospectionRules>,
     /// Client-certificate rules when mTLS is accepted.
     pub mtls: Option<MtlsRules>,
+    /// Where API keys are read, when they are accepted.
+    pub api_key: Option<ApiKeyRules>,
+}
+
+/// Where a route reads API keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRules {
+    /// The header (lower-case).
+    pub header: String,
+    /// The query parameter, if keys are also accepted there.
+    pub query: Option<String>,
 }
 
 impl AuthPolicy {

@@ -6,9 +6,9 @@ use super::spec::{
     AuthMethodSpec, AuthPolicySpec, IdentityHeadersSpec, IdentityProviderSpec, MintTokenSpec,
 };
 use crate::auth::{
-    AlgorithmSet, AuthMethod, AuthPolicy, CertificateMatch, ClaimRules, IdentityHeaders,
-    IdentityProvider, IntrospectionEndpoint, IntrospectionRules, JwsAlgorithm, JwtRules, KeyFamily,
-    KeySource, MintAlgorithm, MintToken, MtlsRules, MAX_LEEWAY_S,
+    AlgorithmSet, ApiKeyRules, AuthMethod, AuthPolicy, CertificateMatch, ClaimRules,
+    IdentityHeaders, IdentityProvider, IntrospectionEndpoint, IntrospectionRules, JwsAlgorithm,
+    JwtRules, KeyFamily, KeySource, MintAlgorithm, MintToken, MtlsRules, MAX_LEEWAY_S,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -357,11 +357,40 @@ pub(super) fn auth_policy(
         }
         (None, false) => None,
     };
+    let api_key = match (&spec.api_key, spec.accept.contains(&AuthMethodSpec::ApiKey)) {
+        (section, true) => {
+            let kp = format!("{path}.api_key");
+            let header = section.as_ref().map_or_else(
+                || "x-api-key".to_string(),
+                |k| k.header.to_ascii_lowercase(),
+            );
+            if !is_token(&header) {
+                cx.err(
+                    format!("{kp}.header"),
+                    format!("{header:?} is not a header name"),
+                );
+            }
+            let query = section.as_ref().and_then(|k| k.query.clone());
+            if query.as_deref() == Some("") {
+                cx.err(format!("{kp}.query"), "an empty parameter name");
+            }
+            Some(ApiKeyRules { header, query })
+        }
+        (Some(_), false) => {
+            cx.err(
+                format!("{path}.api_key"),
+                "`api_key` is set but `api_key` is not in `accept`",
+            );
+            None
+        }
+        (None, false) => None,
+    };
     let mut methods = Vec::new();
     for m in &spec.accept {
         let method = match m {
             AuthMethodSpec::Jwt | AuthMethodSpec::Introspection => AuthMethod::Bearer,
             AuthMethodSpec::Mtls => AuthMethod::Mtls,
+            AuthMethodSpec::ApiKey => AuthMethod::ApiKey,
             AuthMethodSpec::Anonymous => AuthMethod::Anonymous,
         };
         if !methods.contains(&method) {
@@ -374,6 +403,7 @@ pub(super) fn auth_policy(
         jwt,
         introspection,
         mtls,
+        api_key,
     })
 }
 

@@ -387,6 +387,26 @@ pub struct AuthPolicySpec {
     /// Rules for `mtls` (required when `mtls` is accepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtls: Option<MtlsPolicySpec>,
+    /// Where the API key is (when `api_key` is accepted; default: the `x-api-key` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyPolicySpec>,
+}
+
+/// Where a route reads API keys. The key is removed before the request is proxied.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyPolicySpec {
+    /// The request header with the key. Default `x-api-key`.
+    #[serde(default = "default_api_key_header")]
+    pub header: String,
+    /// Also accept the key in this query parameter (keys in URLs leak into logs and
+    /// histories: prefer the header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+fn default_api_key_header() -> String {
+    "x-api-key".into()
 }
 
 /// Which verified client certificates are accepted, and as whom.
@@ -438,6 +458,9 @@ pub enum AuthMethodSpec {
     /// A client certificate the edge verified (mutual TLS), mapped to a consumer. Not
     /// available on every platform: configuring it where it is not is a config error.
     Mtls,
+    /// An API key from a header or query parameter, looked up by its SHA-256 among the
+    /// Registry's credential records.
+    ApiKey,
     /// No credential needed.
     Anonymous,
 }

@@ -8,7 +8,7 @@ pub mod template;
 
 pub use host::{normalize_host, HostPattern};
 pub use method::MethodSet;
-pub use predicate::{Condition, Predicate, QueryView, Source};
+pub use predicate::{without_param, Condition, Predicate, QueryView, Source};
 pub use router::{RouteMiss, RouteRequest, Router, RouterMatch, Target};
 pub(crate) use template::is_pchar;
 pub use template::{PathTemplate, Segment};

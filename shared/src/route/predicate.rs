@@ -98,6 +98,17 @@ impl<'a> QueryView<'a> {
     }
 }
 
+/// The raw query without any `name` parameter (names compared form-decoded), `None` when
+/// nothing is left. Used to keep credentials passed in the query from reaching backends.
+pub fn without_param(raw: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = raw
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| form_decode(pair.split_once('=').map_or(*pair, |(k, _)| k)) != name)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
 /// `application/x-www-form-urlencoded` decoding of one component.
 pub fn form_decode(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains(['+', '%']) {
@@ -153,6 +164,19 @@ mod tests {
         assert_eq!(q.get("z"), None);
         assert_eq!(form_decode("%4"), "%4");
         assert_eq!(form_decode("%"), "%");
+    }
+
+    #[test]
+    fn parameters_are_removed_by_decoded_name() {
+        assert_eq!(
+            without_param("a=1&api_key=s&b=2", "api_key").as_deref(),
+            Some("a=1&b=2")
+        );
+        assert_eq!(
+            without_param("api%5Fkey=s&api_key&b", "api_key").as_deref(),
+            Some("b")
+        );
+        assert_eq!(without_param("api_key=s", "api_key"), None);
     }
 
     #[test]
