@@ -69,7 +69,7 @@ impl KeyStore {
     fn provider(&self, idp: &IdentityProvider) -> Rc<ProviderKeys> {
         self.providers
             .borrow_mut()
-            .entry(idp.store_id())
+            .entry(idp.store_id().to_string())
             .or_default()
             .clone()
     }
@@ -177,7 +177,7 @@ impl KeyStore {
         }
         self.providers
             .borrow()
-            .get(&idp.store_id())
+            .get(idp.store_id())
             .is_some_and(|pk| {
                 let st = pk.state.borrow();
                 now_ms < st.fresh_until.saturating_add(idp.max_stale_ms)
@@ -189,7 +189,7 @@ impl KeyStore {
     pub fn fetch_count(&self, idp: &IdentityProvider) -> u64 {
         self.providers
             .borrow()
-            .get(&idp.store_id())
+            .get(idp.store_id())
             .map_or(0, |pk| pk.state.borrow().fetches)
     }
 

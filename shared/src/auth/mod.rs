@@ -361,7 +361,7 @@ impl Authenticator {
             hash,
             VerifiedToken {
                 alg: parsed.alg,
-                provider_store_id: idp.store_id(),
+                provider_store_id: idp.store_id().to_string(),
                 key_id: key.cache_id.clone(),
                 claims: claims.clone(),
             },

@@ -50,19 +50,27 @@ pub struct IdentityProvider {
     pub timeout_ms: u64,
     /// Its introspection endpoint, if it has one.
     pub introspection: Option<IntrospectionEndpoint>,
+    /// [`IdentityProvider::store_id`], computed once.
+    pub(crate) store_id: String,
 }
 
 impl IdentityProvider {
     /// The isolate key store's id for this provider's keys: issuer and source, so a config
-    /// reload that keeps both keeps the fetched keys.
-    pub fn store_id(&self) -> String {
-        let source = match &self.source {
+    /// reload that keeps both keeps the fetched keys. Computed when the config compiles (it is
+    /// compared on every cached-token hit).
+    pub fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    /// The store id for an issuer and key source.
+    pub(crate) fn make_store_id(issuer: &str, source: &KeySource) -> String {
+        let source = match source {
             KeySource::Jwks(u) => format!("jwks {u}"),
             KeySource::Discovery(u) => format!("discovery {u}"),
             KeySource::HmacSecret(n) => format!("secret {n}"),
             KeySource::None => "no keys".to_string(),
         };
-        format!("{} | {source}", self.issuer)
+        format!("{issuer} | {source}")
     }
 }
 

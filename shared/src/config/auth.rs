@@ -109,6 +109,7 @@ pub(super) fn identity_providers(
         }
         index.insert(name.clone(), out.len());
         out.push(IdentityProvider {
+            store_id: IdentityProvider::make_store_id(&spec.issuer, &source),
             name: name.clone(),
             issuer: spec.issuer.clone(),
             source,
