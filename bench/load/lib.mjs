@@ -13,6 +13,8 @@ export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, "../..");
 export const WORKERD = path.join(ROOT, "node_modules/workerd/bin/workerd");
 export const BUILD = path.join(ROOT, "worker/build");
+// auth.mjs: the worker built with the `wasm-crypto` feature (RSA/EC/EdDSA verified in wasm).
+export const BUILD_WASM_CRYPTO = path.join(ROOT, "worker/build-wasm-crypto");
 // Target e (run.mjs --rust-baseline): the minimal Rust pass-through worker and its build output.
 export const RS_PASSTHROUGH = path.join(ROOT, "bench/rs-passthrough");
 export const RS_BUILD = path.join(RS_PASSTHROUGH, "build");
@@ -173,6 +175,21 @@ export function ensureBuild() {
 }
 
 /**
+ * Checks for workerd and builds the worker into `buildDir` (worker/<name>) with
+ * scripts/build-worker.sh and `buildArgs` when `force`, or when index.js or index_bg.wasm is
+ * missing there. E.g. (BUILD_WASM_CRYPTO, ["--out-dir", "build-wasm-crypto", "--features", "wasm-crypto"]).
+ */
+export function ensureWorkerBuild(buildDir, buildArgs = [], { force = false } = {}) {
+  if (!fs.existsSync(WORKERD)) throw new Error(`no workerd at ${WORKERD} (npm ci?)`);
+  const missing = !fs.existsSync(path.join(buildDir, "index.js")) || !fs.existsSync(path.join(buildDir, "index_bg.wasm"));
+  if (!force && !missing) return;
+  const rel = path.relative(ROOT, buildDir);
+  console.log(`${missing ? `${rel} is missing` : `rebuilding ${rel}`}: running scripts/build-worker.sh ${buildArgs.join(" ")} …`);
+  const r = spawnSync("bash", [path.join(ROOT, "scripts/build-worker.sh"), ...buildArgs], { cwd: ROOT, stdio: "inherit", timeout: 30 * 60_000 });
+  if (r.status !== 0) throw new Error(`scripts/build-worker.sh ${buildArgs.join(" ")} failed`);
+}
+
+/**
  * Builds target e, the minimal Rust pass-through worker (bench/rs-passthrough), into
  * bench/rs-passthrough/build/ with worker-build, exactly as scripts/build-worker.sh builds
  * edgegate (release profile of the workspace, installed wasm-bindgen, npm's wasm-opt and
@@ -253,33 +270,7 @@ const worker :Workerd.Worker = (
   globalOutbound = "internet",
 );
 `;
-  // The KV namespace is a second worker in the same process, serving workerd's KV binding
-  // protocol from memory (kv-worker.mjs). The gateway reads it once per refresh interval.
-  const edgegate = `${header}
-const config :Workerd.Config = (
-  services = [(name = "main", worker = .worker), (name = "kv", worker = .kv), ${internet}],
-  sockets = [${socket}],
-);
-const worker :Workerd.Worker = (
-  modules = [
-    (name = "index.js", esModule = embed "index.js"),
-    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
-  ],
-  compatibilityDate = ${capnpString(COMPAT_DATE)},
-  bindings = [
-    (name = "EDGEGATE_CONFIG", kvNamespace = "kv"),
-    (name = "EDGEGATE_CONFIG_REFRESH_MS", text = "5000"),
-  ],
-  globalOutbound = "internet",
-);
-const kv :Workerd.Worker = (
-  modules = [
-    (name = "kv-worker.mjs", esModule = embed "kv-worker.mjs"),
-    (name = "kv-seed.json", json = embed "kv-seed.json"),
-  ],
-  compatibilityDate = ${capnpString(COMPAT_DATE)},
-);
-`;
+  const edgegate = edgegateCapnp();
   fs.writeFileSync(path.join(dir, "passthrough.capnp"), passthrough);
   // The same pass-through worker, also logging an access-log-like line per request.
   fs.writeFileSync(
@@ -310,6 +301,78 @@ const worker :Workerd.Worker = (
     passthroughLog: path.join(dir, "passthrough-log.capnp"),
     edgegate: path.join(dir, "edgegate.capnp"),
     rsPassthrough: rustPassthrough ? path.join(dir, "rs-passthrough.capnp") : null,
+  };
+}
+
+const CAPNP_HEADER = 'using Workerd = import "/workerd/workerd.capnp";\n';
+const CAPNP_INTERNET = '(name = "internet", network = (allow = ["public", "private", "local"]))';
+const CAPNP_SOCKET = '(name = "http", address = "127.0.0.1:0", http = (), service = "main")';
+
+/**
+ * The capnp config of an edgegate workerd process: the worker (index.js + index_bg.wasm next to
+ * the config) and, as a second worker in the same process, the in-memory KV namespace
+ * (kv-worker.mjs serving workerd's KV binding protocol from kv-seed.json). The gateway reads
+ * KV once per refresh interval. `textBindings`: extra `text` bindings (Worker vars/secrets).
+ */
+export function edgegateCapnp(textBindings = {}) {
+  const extra = Object.entries(textBindings)
+    .map(([name, value]) => `\n    (name = ${capnpString(name)}, text = ${capnpString(value)}),`)
+    .join("");
+  return `${CAPNP_HEADER}
+const config :Workerd.Config = (
+  services = [(name = "main", worker = .worker), (name = "kv", worker = .kv), ${CAPNP_INTERNET}],
+  sockets = [${CAPNP_SOCKET}],
+);
+const worker :Workerd.Worker = (
+  modules = [
+    (name = "index.js", esModule = embed "index.js"),
+    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
+  ],
+  compatibilityDate = ${capnpString(COMPAT_DATE)},
+  bindings = [
+    (name = "EDGEGATE_CONFIG", kvNamespace = "kv"),
+    (name = "EDGEGATE_CONFIG_REFRESH_MS", text = "5000"),${extra}
+  ],
+  globalOutbound = "internet",
+);
+const kv :Workerd.Worker = (
+  modules = [
+    (name = "kv-worker.mjs", esModule = embed "kv-worker.mjs"),
+    (name = "kv-seed.json", json = embed "kv-seed.json"),
+  ],
+  compatibilityDate = ${capnpString(COMPAT_DATE)},
+);
+`;
+}
+
+/**
+ * Writes one edgegate workerd process's directory `dir` (emptied first): copies of the build's
+ * index.js and index_bg.wasm (a snapshot, so a concurrent rebuild cannot mix files), the KV
+ * worker seeded with `gatewayConfig` as the active version, and edgegate.capnp. Returns the
+ * config path and the hashes of the files measured.
+ */
+export function writeEdgegateWorkerd(dir, { buildDir = BUILD, gatewayConfig, textBindings = {} }) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(path.join(buildDir, "index.js"), path.join(dir, "index.js"));
+  fs.copyFileSync(path.join(buildDir, "index_bg.wasm"), path.join(dir, "index_bg.wasm"));
+  fs.copyFileSync(path.join(HERE, "kv-worker.mjs"), path.join(dir, "kv-worker.mjs"));
+  fs.writeFileSync(path.join(dir, "gateway-config.json"), JSON.stringify(gatewayConfig, null, 2));
+  fs.writeFileSync(
+    path.join(dir, "kv-seed.json"),
+    JSON.stringify({ "config:active": "bench-1", "config:version:bench-1": JSON.stringify(gatewayConfig) }),
+  );
+  const config = path.join(dir, "edgegate.capnp");
+  fs.writeFileSync(config, edgegateCapnp(textBindings));
+  return {
+    config,
+    build: {
+      dir: path.relative(ROOT, buildDir),
+      indexJsSha256: sha256(path.join(dir, "index.js")),
+      wasmSha256: sha256(path.join(dir, "index_bg.wasm")),
+      wasmBytes: fs.statSync(path.join(dir, "index_bg.wasm")).size,
+      builtAt: fs.statSync(path.join(buildDir, "index_bg.wasm")).mtime.toISOString(),
+    },
   };
 }
 
