@@ -25,6 +25,7 @@ pub mod platform;
 pub mod problem;
 pub mod route;
 pub mod single_flight;
+pub mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;
