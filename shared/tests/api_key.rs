@@ -1,11 +1,10 @@
 //! API-key authentication through the pipeline over the fake platform.
 
+mod common;
+
 use edgegate_core::auth::credential_key;
-use edgegate_core::config_store::{version_key, POINTER_KEY};
 use edgegate_core::headers::HeaderList;
-use edgegate_core::pipeline::{
-    Gateway, GatewayResponse, RequestHead, ResponseBody, RuntimeSettings,
-};
+use edgegate_core::pipeline::{Gateway, GatewayResponse, RequestHead};
 use edgegate_core::platform::Clock;
 use edgegate_core::testing::{FakeBody, FakePlatform};
 use futures::executor::block_on;
@@ -27,9 +26,7 @@ fn config(api_key: Value) -> Value {
 }
 
 fn platform(doc: &Value) -> FakePlatform {
-    let p = FakePlatform::new();
-    p.kv_put(POINTER_KEY, "v1");
-    p.kv_put(&version_key("v1"), &doc.to_string());
+    let p = common::platform_with(doc);
     let in_a_day = (p.now_ms() / 1000) as i64 + 86_400;
     for (key, record) in [
         (
@@ -77,22 +74,6 @@ fn call(
     block_on(gw.handle(p, head, FakeBody::Empty))
 }
 
-fn code(resp: &GatewayResponse<FakeBody>) -> String {
-    match &resp.body {
-        ResponseBody::Bytes(b) => serde_json::from_slice::<Value>(b).unwrap()["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        _ => String::new(),
-    }
-}
-
-fn gateway() -> Gateway {
-    Gateway::new(RuntimeSettings {
-        config_refresh_ms: 1000,
-    })
-}
-
 #[test]
 fn record_table() {
     let cases = [
@@ -106,9 +87,13 @@ fn record_table() {
     ];
     for (key, status, want) in cases {
         let p = platform(&config(Value::Null));
-        let gw = gateway();
+        let gw = common::gateway();
         let resp = call(&gw, &p, &[("x-api-key", key)], None);
-        assert_eq!((resp.status, code(&resp).as_str()), (status, want), "{key}");
+        assert_eq!(
+            (resp.status, common::problem_code(&resp).as_str()),
+            (status, want),
+            "{key}"
+        );
         assert!(
             resp.header("www-authenticate").is_none(),
             "{key}: no Bearer challenge for API keys"
@@ -122,7 +107,7 @@ fn record_table() {
 #[test]
 fn the_backend_gets_the_identity_but_never_the_key() {
     let p = platform(&config(json!({"header": "X-Key", "query": "api_key"})));
-    let gw = gateway();
+    let gw = common::gateway();
     let resp = call(
         &gw,
         &p,
@@ -147,13 +132,16 @@ fn the_backend_gets_the_identity_but_never_the_key() {
     assert_eq!(resp.status, 200);
     assert!(p.sent()[1].0.url.ends_with("/x"), "{}", p.sent()[1].0.url);
     // Without a key at all.
-    assert_eq!(code(&call(&gw, &p, &[], None)), "missing_credentials");
+    assert_eq!(
+        common::problem_code(&call(&gw, &p, &[], None)),
+        "missing_credentials"
+    );
 }
 
 #[test]
 fn lookups_are_cached_and_revocation_takes_effect_within_a_minute() {
     let p = platform(&config(Value::Null));
-    let gw = gateway();
+    let gw = common::gateway();
     for _ in 0..5 {
         assert_eq!(
             call(&gw, &p, &[("x-api-key", "k-active")], None).status,
@@ -173,7 +161,7 @@ fn lookups_are_cached_and_revocation_takes_effect_within_a_minute() {
     );
     p.advance(2_000);
     assert_eq!(
-        code(&call(&gw, &p, &[("x-api-key", "k-active")], None)),
+        common::problem_code(&call(&gw, &p, &[("x-api-key", "k-active")], None)),
         "key_revoked"
     );
 
@@ -192,12 +180,12 @@ fn lookups_are_cached_and_revocation_takes_effect_within_a_minute() {
 #[test]
 fn a_store_outage_is_503_not_401() {
     let p = platform(&config(Value::Null));
-    let gw = gateway();
+    let gw = common::gateway();
     call(&gw, &p, &[("x-api-key", "k-active")], None); // loads the config
     p.set_kv_down(true);
     let resp = call(&gw, &p, &[("x-api-key", "another-key")], None);
     assert_eq!(
-        (resp.status, code(&resp).as_str()),
+        (resp.status, common::problem_code(&resp).as_str()),
         (503, "credentials_unavailable")
     );
     assert_eq!(resp.header("retry-after").as_deref(), Some("10"));

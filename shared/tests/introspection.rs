@@ -1,9 +1,10 @@
 //! OAuth 2.0 token introspection (RFC 7662) through the pipeline over the fake platform.
 
+mod common;
+
 use edgegate_core::config::compile;
-use edgegate_core::config_store::{version_key, POINTER_KEY};
 use edgegate_core::headers::HeaderList;
-use edgegate_core::pipeline::{Gateway, GatewayResponse, RequestHead, RuntimeSettings};
+use edgegate_core::pipeline::{Gateway, GatewayResponse, RequestHead};
 use edgegate_core::platform::{HttpResponse, PlatformError};
 use edgegate_core::testing::{FakeBody, FakePlatform};
 use futures::executor::block_on;
@@ -41,9 +42,7 @@ fn config() -> Value {
 }
 
 fn platform() -> FakePlatform {
-    let p = FakePlatform::new();
-    p.kv_put(POINTER_KEY, "v1");
-    p.kv_put(&version_key("v1"), &config().to_string());
+    let p = common::platform_with(&config());
     p.set_secret("INTROSPECTION_SECRET", "s3cr:et");
     p
 }
@@ -69,23 +68,6 @@ fn call(gw: &Gateway, p: &FakePlatform, path: &str, token: &str) -> GatewayRespo
     block_on(gw.handle(p, head, FakeBody::Empty))
 }
 
-fn code(resp: &GatewayResponse<FakeBody>) -> String {
-    match &resp.body {
-        edgegate_core::pipeline::ResponseBody::Bytes(b) => serde_json::from_slice::<Value>(b)
-            .unwrap()["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        _ => String::new(),
-    }
-}
-
-fn gateway() -> Gateway {
-    Gateway::new(RuntimeSettings {
-        config_refresh_ms: 1000,
-    })
-}
-
 fn now_s(p: &FakePlatform) -> i64 {
     use edgegate_core::platform::Clock;
     (p.now_ms() / 1000) as i64
@@ -98,7 +80,7 @@ fn active_token_passes_with_its_identity_and_the_request_is_rfc7662() {
     p.on_http(move |_, _| {
         respond(200, json!({"active": true, "sub": "alice", "client_id": "app-1", "scope": "read write", "aud": "api-a", "exp": exp}))
     });
-    let gw = gateway();
+    let gw = common::gateway();
     let resp = call(&gw, &p, "/a/x", "opaque-token.1");
     assert_eq!(resp.status, 200);
     let sent = &p.sent()[0].0;
@@ -153,7 +135,7 @@ fn results_are_cached_for_the_ttl_but_never_beyond_exp() {
             },
         )
     });
-    let gw = gateway();
+    let gw = common::gateway();
     for _ in 0..3 {
         assert_eq!(call(&gw, &p, "/a/x", "tok").status, 200);
     }
@@ -161,12 +143,15 @@ fn results_are_cached_for_the_ttl_but_never_beyond_exp() {
     p.advance(11_000); // past exp (10 s), well before the 30 s TTL
     let resp = call(&gw, &p, "/a/x", "tok");
     assert_eq!(calls.get(), 2, "asked again after exp, not at the TTL");
-    assert_eq!((resp.status, code(&resp).as_str()), (401, "token_inactive"));
+    assert_eq!(
+        (resp.status, common::problem_code(&resp).as_str()),
+        (401, "token_inactive")
+    );
 
     // Without exp, the TTL (30 s) bounds the reuse.
     let p = platform();
     p.on_http(|_, _| respond(200, json!({"active": true, "sub": "bob", "aud": "api-a"})));
-    let gw = gateway();
+    let gw = common::gateway();
     call(&gw, &p, "/a/x", "tok");
     p.advance(29_000);
     call(&gw, &p, "/a/x", "tok");
@@ -180,10 +165,13 @@ fn results_are_cached_for_the_ttl_but_never_beyond_exp() {
 fn inactive_token_is_401_token_inactive_and_cached() {
     let p = platform();
     p.on_http(|_, _| respond(200, json!({"active": false})));
-    let gw = gateway();
+    let gw = common::gateway();
     for _ in 0..2 {
         let resp = call(&gw, &p, "/a/x", "revoked");
-        assert_eq!((resp.status, code(&resp).as_str()), (401, "token_inactive"));
+        assert_eq!(
+            (resp.status, common::problem_code(&resp).as_str()),
+            (401, "token_inactive")
+        );
         assert!(resp
             .header("www-authenticate")
             .unwrap()
@@ -220,10 +208,10 @@ fn outages_are_503_idp_unavailable_not_401() {
     for (name, script) in cases {
         let p = platform();
         p.on_http(move |_, _| script());
-        let gw = gateway();
+        let gw = common::gateway();
         let resp = call(&gw, &p, "/a/x", "tok");
         assert_eq!(
-            (resp.status, code(&resp).as_str()),
+            (resp.status, common::problem_code(&resp).as_str()),
             (503, "idp_unavailable"),
             "{name}"
         );
@@ -243,20 +231,23 @@ fn claims_of_the_response_are_checked() {
             json!({"active": true, "sub": "carol", "aud": "another-api"}),
         )
     });
-    let gw = gateway();
+    let gw = common::gateway();
     let resp = call(&gw, &p, "/a/x", "tok");
-    assert_eq!((resp.status, code(&resp).as_str()), (401, "wrong_audience"));
+    assert_eq!(
+        (resp.status, common::problem_code(&resp).as_str()),
+        (401, "wrong_audience")
+    );
 }
 
 #[test]
 fn a_jws_shaped_token_goes_to_jwt_when_both_are_accepted() {
     let p = platform();
     p.on_http(|_, _| respond(200, json!({"active": true, "sub": "dave"})));
-    let gw = gateway();
+    let gw = common::gateway();
     // Three dot-separated parts: treated as a JWT (here a malformed one), never introspected.
     let resp = call(&gw, &p, "/a/both/x", "not.a.jwt");
     assert_eq!(
-        (resp.status, code(&resp).as_str()),
+        (resp.status, common::problem_code(&resp).as_str()),
         (401, "malformed_token")
     );
     assert!(p

@@ -1,7 +1,8 @@
 //! Tokens the gateway mints for backends (service-to-service authentication).
 
+mod common;
+
 use base64ct::{Base64UrlUnpadded, Encoding};
-use edgegate_core::config_store::{version_key, POINTER_KEY};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{
     Gateway, GatewayResponse, RequestHead, ResponseBody, RuntimeSettings,
@@ -30,9 +31,7 @@ fn config(mint: Value) -> Value {
 }
 
 fn platform(doc: &Value) -> FakePlatform {
-    let p = FakePlatform::new();
-    p.kv_put(POINTER_KEY, "v1");
-    p.kv_put(&version_key("v1"), &doc.to_string());
+    let p = common::platform_with(doc);
     p.set_secret("MINT_HS", HS_SECRET);
     p.set_secret("MINT_ED", &Base64UrlUnpadded::encode_string(&SEED));
     p.on_http(|_, _| {

@@ -1,10 +1,9 @@
 //! Client-certificate (mTLS) authentication through the pipeline over the fake platform.
 
-use edgegate_core::config_store::{version_key, POINTER_KEY};
+mod common;
+
 use edgegate_core::headers::HeaderList;
-use edgegate_core::pipeline::{
-    Gateway, GatewayResponse, RequestHead, ResponseBody, RuntimeSettings,
-};
+use edgegate_core::pipeline::{Gateway, GatewayResponse, RequestHead};
 use edgegate_core::platform::ClientCertificate;
 use edgegate_core::testing::{FakeBody, FakePlatform};
 use futures::executor::block_on;
@@ -35,13 +34,6 @@ fn config(accept: Value) -> Value {
     })
 }
 
-fn platform(doc: &Value) -> FakePlatform {
-    let p = FakePlatform::new();
-    p.kv_put(POINTER_KEY, "v1");
-    p.kv_put(&version_key("v1"), &doc.to_string());
-    p
-}
-
 fn cert(fingerprint: &str, subject: &str) -> ClientCertificate {
     ClientCertificate {
         presented: true,
@@ -69,22 +61,6 @@ fn call(gw: &Gateway, p: &FakePlatform, token: Option<&str>) -> GatewayResponse<
         client_ip: None,
     };
     block_on(gw.handle(p, head, FakeBody::Empty))
-}
-
-fn code(resp: &GatewayResponse<FakeBody>) -> String {
-    match &resp.body {
-        ResponseBody::Bytes(b) => serde_json::from_slice::<Value>(b).unwrap()["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        _ => String::new(),
-    }
-}
-
-fn gateway() -> Gateway {
-    Gateway::new(RuntimeSettings {
-        config_refresh_ms: 1000,
-    })
 }
 
 #[test]
@@ -157,12 +133,12 @@ fn certificate_table() {
         ),
     ];
     for (name, c, status, want_code, consumer) in cases {
-        let p = platform(&config(json!(["mtls"])));
+        let p = common::platform_with(&config(json!(["mtls"])));
         p.set_client_certificate(c);
-        let gw = gateway();
+        let gw = common::gateway();
         let resp = call(&gw, &p, None);
         assert_eq!(
-            (resp.status, code(&resp).as_str()),
+            (resp.status, common::problem_code(&resp).as_str()),
             (status, want_code),
             "{name}"
         );
@@ -199,14 +175,14 @@ fn certificate_table() {
 fn the_first_accepted_method_whose_credential_is_presented_decides() {
     let fp_lower = FP.replace(':', "").to_ascii_lowercase();
     // mtls listed first: a good certificate wins, the (unusable) token is not looked at.
-    let p = platform(&config(json!(["mtls", "introspection"])));
+    let p = common::platform_with(&config(json!(["mtls", "introspection"])));
     p.set_client_certificate(Some(cert(&fp_lower, "CN=x")));
-    let gw = gateway();
+    let gw = common::gateway();
     assert_eq!(call(&gw, &p, Some("opaque")).status, 200);
     assert!(p.http_sent().is_empty(), "no introspection");
 
     // The token listed first: it decides, and its failure is not covered by the certificate.
-    let p = platform(&config(json!(["introspection", "mtls"])));
+    let p = common::platform_with(&config(json!(["introspection", "mtls"])));
     p.set_client_certificate(Some(cert(&fp_lower, "CN=x")));
     p.on_http(|_, _| {
         Ok(edgegate_core::platform::HttpResponse {
@@ -215,17 +191,23 @@ fn the_first_accepted_method_whose_credential_is_presented_decides() {
             body: br#"{"active":false}"#.to_vec(),
         })
     });
-    let gw = gateway();
+    let gw = common::gateway();
     let resp = call(&gw, &p, Some("opaque"));
-    assert_eq!((resp.status, code(&resp).as_str()), (401, "token_inactive"));
+    assert_eq!(
+        (resp.status, common::problem_code(&resp).as_str()),
+        (401, "token_inactive")
+    );
     // Without a token, the certificate is used.
     assert_eq!(call(&gw, &p, None).status, 200);
 
     // A bad certificate is never downgraded to anonymous.
-    let p = platform(&config(json!(["anonymous", "mtls"])));
+    let p = common::platform_with(&config(json!(["anonymous", "mtls"])));
     p.set_client_certificate(Some(cert("11", "CN=stranger")));
-    let gw = gateway();
-    assert_eq!(code(&call(&gw, &p, None)), "unknown_certificate");
+    let gw = common::gateway();
+    assert_eq!(
+        common::problem_code(&call(&gw, &p, None)),
+        "unknown_certificate"
+    );
     p.set_client_certificate(None);
     assert_eq!(
         call(&gw, &p, None).status,
@@ -236,11 +218,14 @@ fn the_first_accepted_method_whose_credential_is_presented_decides() {
 
 #[test]
 fn a_platform_without_client_certificates_refuses_mtls_config() {
-    let p = platform(&config(json!(["mtls"])));
+    let p = common::platform_with(&config(json!(["mtls"])));
     p.set_supports_client_certificates(false);
-    let gw = gateway();
+    let gw = common::gateway();
     let resp = call(&gw, &p, None);
-    assert_eq!((resp.status, code(&resp).as_str()), (503, "no_config"));
+    assert_eq!(
+        (resp.status, common::problem_code(&resp).as_str()),
+        (503, "no_config")
+    );
     let logs = p.take_logs();
     let rejected = logs
         .iter()
@@ -256,7 +241,7 @@ fn a_platform_without_client_certificates_refuses_mtls_config() {
     );
 
     // The same platform serves a config without mtls.
-    let p = platform(&config(json!(["introspection"])));
+    let p = common::platform_with(&config(json!(["introspection"])));
     p.set_supports_client_certificates(false);
     p.on_http(|_, _| {
         Ok(edgegate_core::platform::HttpResponse {
@@ -265,7 +250,7 @@ fn a_platform_without_client_certificates_refuses_mtls_config() {
             body: br#"{"active":true,"sub":"x"}"#.to_vec(),
         })
     });
-    let gw = gateway();
+    let gw = common::gateway();
     assert_eq!(call(&gw, &p, Some("opaque")).status, 200);
 }
 
