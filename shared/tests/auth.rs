@@ -306,6 +306,8 @@ fn config() -> Value {
         { "name": "open", "path": "/open" }
     ]);
     json!({
+        // Issuer and method headers are off by default; these tests check all five.
+        "gateway": { "identity_headers": { "issuer": "x-edgegate-issuer", "method": "x-edgegate-auth-method" } },
         "pools": { "backend": { "instances": [{ "url": "http://10.0.0.1:8080" }] } },
         "identity_providers": {
             "idp": { "issuer": IDP_ISS, "jwks_uri": JWKS_URL, "jwks_min_ttl_s": 60,

@@ -22,6 +22,7 @@ fn config() -> Value {
             },
             "keys": { "issuer": "https://keys.example", "jwks_uri": "https://keys.example/jwks" }
         },
+        "gateway": { "identity_headers": { "issuer": "x-edgegate-issuer", "method": "x-edgegate-auth-method" } },
         "pools": { "p": { "instances": [{ "url": "http://10.0.0.1:8080" }] } },
         "apis": [{
             "name": "a", "base_path": "/a", "pool": "p",

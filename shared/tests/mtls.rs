@@ -25,6 +25,7 @@ fn config(accept: Value) -> Value {
     }
     json!({
         "identity_providers": { "corp": { "issuer": "https://idp.example", "introspection_endpoint": "https://idp.example/i" } },
+        "gateway": { "identity_headers": { "issuer": "x-edgegate-issuer", "method": "x-edgegate-auth-method" } },
         "pools": { "p": { "instances": [{ "url": "http://10.0.0.1:8080" }] } },
         "apis": [{
             "name": "a", "base_path": "/a", "pool": "p",

@@ -20,6 +20,7 @@ before(async () => {
   backend = await startBackend("orders");
   gw = await startGateway({
     config: {
+      gateway: { identity_headers: { method: "x-edgegate-auth-method" } },
       pools: { orders: { instances: [{ url: backend.url }] } },
       apis: [
         {

@@ -116,6 +116,8 @@ before(async () => {
     max_token_bytes: MAX_TOKEN_BYTES,
   };
   config = {
+    // Issuer and method headers are off by default; this suite checks all five.
+    gateway: { identity_headers: { issuer: "x-edgegate-issuer", method: "x-edgegate-auth-method" } },
     identity_providers: providers,
     pools: { api: { instances: [{ url: api.url }] } },
     apis: [

@@ -61,8 +61,9 @@ pub struct IdentityHeadersSpec {
     /// The token subject (`sub`). Default `x-edgegate-subject`.
     #[serde(default = "default_subject_header")]
     pub subject: String,
-    /// The token issuer (`iss`). Default `x-edgegate-issuer`.
-    #[serde(default = "default_issuer_header")]
+    /// The token issuer (`iss`). Default: not sent (each identity header costs the request
+    /// about 1.4 µs of CPU on Workers); set e.g. `x-edgegate-issuer`.
+    #[serde(default)]
     pub issuer: String,
     /// The client application (`azp` or `client_id`). Default `x-edgegate-application`.
     #[serde(default = "default_application_header")]
@@ -70,16 +71,14 @@ pub struct IdentityHeadersSpec {
     /// The granted scopes, space-separated. Default `x-edgegate-scopes`.
     #[serde(default = "default_scopes_header")]
     pub scopes: String,
-    /// How the caller authenticated (`jwt`, `anonymous`). Default `x-edgegate-auth-method`.
-    #[serde(default = "default_method_header")]
+    /// How the caller authenticated (`jwt`, `introspection`, `api_key`, `mtls`, `anonymous`).
+    /// Default: not sent; set e.g. `x-edgegate-auth-method`.
+    #[serde(default)]
     pub method: String,
 }
 
 fn default_subject_header() -> String {
     "x-edgegate-subject".into()
-}
-fn default_issuer_header() -> String {
-    "x-edgegate-issuer".into()
 }
 fn default_application_header() -> String {
     "x-edgegate-application".into()
@@ -87,18 +86,15 @@ fn default_application_header() -> String {
 fn default_scopes_header() -> String {
     "x-edgegate-scopes".into()
 }
-fn default_method_header() -> String {
-    "x-edgegate-auth-method".into()
-}
 
 impl Default for IdentityHeadersSpec {
     fn default() -> Self {
         IdentityHeadersSpec {
             subject: default_subject_header(),
-            issuer: default_issuer_header(),
+            issuer: String::new(),
             application: default_application_header(),
             scopes: default_scopes_header(),
-            method: default_method_header(),
+            method: String::new(),
         }
     }
 }
