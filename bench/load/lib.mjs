@@ -1,6 +1,6 @@
-// Shared pieces of the load benchmarks (run.mjs, profile.mjs): the child-process registry and
-// cleanup, the backend, workerd with generated capnp configs, the load-generator child, CPU
-// counters from /proc, and output helpers.
+// Shared pieces of the load benchmarks (run.mjs, auth.mjs, profile*.mjs): the child-process
+// registry and cleanup, the backend, workerd with generated capnp configs, the load-generator
+// child, CPU counters from /proc, a minimal inspector (CDP) client, and output helpers.
 
 import { spawn, spawnSync, fork } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -8,6 +8,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, "../..");
@@ -414,6 +415,36 @@ export async function startWorkerd(name, configPath, { inspector = false } = {})
     `workerd ${name} start`,
   );
   return { pid: proc.pid, url: `http://127.0.0.1:${port}`, inspectorPort, stderrTail };
+}
+
+// ------------------------------------------------------------------------ inspector (CDP)
+
+/**
+ * A minimal Chrome DevTools protocol client over an inspector WebSocket (workerd
+ * `--inspector-addr`; the `ws` package from node_modules): `send(method, params)` → result.
+ */
+export async function inspector(url) {
+  const WebSocket = createRequire(import.meta.url)("ws");
+  const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1 << 30 });
+  await withTimeout(new Promise((res, rej) => { ws.once("open", res); ws.once("error", rej); }), 10_000, `connect ${url}`);
+  let nextId = 1;
+  const pending = new Map();
+  ws.on("message", (data) => {
+    const m = JSON.parse(data.toString());
+    const p = m.id !== undefined && pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    m.error ? p.reject(new Error(`${p.method}: ${JSON.stringify(m.error)}`)) : p.resolve(m.result);
+  });
+  return {
+    send(method, params = {}) {
+      const id = nextId++;
+      const p = new Promise((resolve, reject) => pending.set(id, { resolve, reject, method }));
+      ws.send(JSON.stringify({ id, method, params }));
+      return withTimeout(p, 60_000, method);
+    },
+    close: () => ws.close(),
+  };
 }
 
 // --------------------------------------------------------------------------- load generator

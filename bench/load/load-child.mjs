@@ -10,6 +10,8 @@
 //   tokenCursor: name          the cursor to continue (default: tokensFile); it persists across
 //                              runs, so successive runs against the same worker go on cycling
 //                              instead of starting over (which would repeat recent tokens)
+//   overallRate: n             at most n requests/s over all connections (autocannon overallRate;
+//                              profile-auth.mjs --rate)
 // The result then also has tokensSent (requests built with a token).
 // Uses autocannon's programmatic API; latency is recorded from autocannon's per-response event
 // into an HDR histogram with microsecond resolution (autocannon's own histogram has 1 ms
@@ -74,6 +76,9 @@ async function runOnce(msg) {
         ...(msg.expectBody && !tokenSetup && { expectBody: msg.expectBody }),
         ...(msg.expectBody && tokenSetup && { verifyBody: (body) => body === msg.expectBody }),
         ...(msg.headers && { headers: msg.headers }),
+        // Open-ish load at a fixed rate (requests/s over all connections) instead of as fast as
+        // possible: profile-auth.mjs --rate, so compared targets see the same arrival pattern.
+        ...(msg.overallRate && { overallRate: msg.overallRate }),
         ...(tokenSetup && { requests: tokenSetup.requests }),
       },
       (err, res) => (err ? reject(err) : resolve(res)),
