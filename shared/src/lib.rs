@@ -3,7 +3,7 @@
 //! Everything that decides, and nothing that does I/O: config compilation, routing, load
 //! balancing, header hygiene, the error table, the access-log record, and the async pipeline
 //! driver written against small platform traits ([`platform`]). The Cloudflare Worker and the
-//! Spin component implement those traits; [`testing::FakePlatform`] (feature `testing`)
+//! Spin component implement those traits; `testing::FakePlatform` (feature `testing`)
 //! implements them in memory so the whole pipeline runs under `cargo test`.
 //!
 //! The core never reads a clock (time comes from [`platform::Clock`]), never awaits anything

@@ -6,14 +6,14 @@
 //! | 2 | config | the config version the whole request runs on | 503 `no_config` |
 //! | 3 | path | normalized ([`crate::path::normalize`]): no dot or encoded-slash tricks | 400 `invalid_path` |
 //! | 4 | route | API, version, environment, route, pool, upstream path | 404 / 405 + `Allow` |
-//! | 5 | authentication | the caller ([`crate::auth`]): JWT, or anonymous where allowed | 401 / 503 |
-//! | 6 | upstream request | header hygiene, forwarding and identity headers, ids | — |
+//! | 5 | authentication | the caller ([`crate::auth`]): JWT, introspection, API key, mTLS, or anonymous | 401 / 503 |
+//! | 6 | upstream request | header hygiene, forwarding and identity headers, minted token, ids | 500 (no signing key) |
 //! | 7 | upstream | instance choice, timeout, failover on connect errors | 502 / 504 |
 //! | 8 | response | hop-by-hop removal, `X-Request-ID`, access log | — |
 //!
 //! Later stages (authorization, rate limits, cache, transforms, breakers) slot in between
-//! 5 and 6 as functions returning [`Flow`]. Each stage that ends a request
-//! returns a [`LocalReply`]; the driver renders it once, as problem+json, and logs it.
+//! 5 and 6 as functions returning `Result<_, LocalReply>`: a stage that ends a request returns
+//! a [`LocalReply`]; the driver renders it once, as problem+json, and logs it.
 
 use crate::access_log::{rfc3339_ms, AccessLogRecord};
 use crate::auth::{mint, Authenticator, IdentityHeaders, Principal};
@@ -28,15 +28,6 @@ use crate::problem::{ErrorCode, LocalReply, PROBLEM_CONTENT_TYPE};
 use crate::route::{normalize_host, QueryView, RouteMiss, RouteRequest};
 use crate::trace::{self, RANDOM_BYTES};
 use std::rc::Rc;
-
-/// A stage's verdict: let the request go on, or answer it now.
-#[derive(Debug)]
-pub enum Flow {
-    /// Go on to the next stage.
-    Continue,
-    /// End the request with this reply.
-    Reply(LocalReply),
-}
 
 /// A request's head as the host hands it to the core.
 #[derive(Debug, Clone)]

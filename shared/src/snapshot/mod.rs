@@ -3,7 +3,7 @@
 //! Registry is down.
 //!
 //! Life cycle: the Registry sync builds a [`SnapshotDoc`] (from JSON with [`from_json`]),
-//! [`encode`]s it, splits it with [`shard`] if it exceeds [`KV_VALUE_LIMIT`] and writes it to
+//! [`encode`]s it, splits it with [`shard()`] if it exceeds [`KV_VALUE_LIMIT`] and writes it to
 //! KV. An isolate reads it back, [`join`]s and [`decode`]s it into a [`Snapshot`] — an
 //! immutable index answering [`Snapshot::subscriptions_for`], [`Snapshot::credential`] and the
 //! id lookups without allocating. A snapshot that fails to decode is never activated.
