@@ -202,10 +202,7 @@ fn api_key_config_errors_have_paths() {
     let mut doc = config(json!({"header": "bad header", "query": ""}));
     doc["apis"][0]["routes"][0]["policies"] =
         json!({"auth": {"accept": ["anonymous"], "api_key": {"header": "x-k"}}});
-    let errors = edgegate_core::config::compile(&doc.to_string(), "v")
-        .unwrap_err()
-        .0;
-    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    let (paths, errors) = common::config_errors(&doc);
     assert_eq!(
         paths,
         vec![

@@ -263,10 +263,7 @@ fn mtls_config_errors_have_paths() {
         { "consumer": "y" },
         { "subject_dn": "CN=z", "fingerprint_sha256": FP, "consumer": "z" }
     ]);
-    let errors = edgegate_core::config::compile(&doc.to_string(), "v")
-        .unwrap_err()
-        .0;
-    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    let (paths, errors) = common::config_errors(&doc);
     assert_eq!(
         paths,
         vec![

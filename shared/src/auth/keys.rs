@@ -39,6 +39,15 @@ struct KeysState {
     fetches: u64,
 }
 
+impl KeysState {
+    /// True if no fetch was attempted within the provider's refetch interval (a clock that
+    /// went backwards counts as long ago): the one rule that bounds fetches per provider.
+    fn may_fetch(&self, now: u64, idp: &IdentityProvider) -> bool {
+        self.last_attempt
+            .is_none_or(|t| now < t || now - t >= idp.refetch_interval_ms)
+    }
+}
+
 #[derive(Default)]
 struct ProviderKeys {
     flight: SingleFlight,
@@ -105,19 +114,10 @@ impl KeyStore {
             let st = pk.state.borrow();
             let known = select(&st.keys, kid, alg).is_ok();
             let fresh = st.loaded && now < st.fresh_until;
-            let allowed = st
-                .last_attempt
-                .is_none_or(|t| now < t || now - t >= idp.refetch_interval_ms);
-            (!known || !fresh) && allowed
+            (!known || !fresh) && st.may_fetch(now, idp)
         };
         if wants_fetch || pk.flight.is_running() {
-            pk.flight
-                .run(
-                    self.fetch(p, idp, &pk),
-                    || p.sleep_ms(WAIT_TICK_MS),
-                    wait_ticks(idp),
-                )
-                .await;
+            self.shared_fetch(p, idp, &pk).await;
         }
         let now = p.now_ms();
         let st = pk.state.borrow();
@@ -150,19 +150,9 @@ impl KeyStore {
         }
         let pk = self.provider(idp);
         let now = p.now_ms();
-        let allowed = pk
-            .state
-            .borrow()
-            .last_attempt
-            .is_none_or(|t| now < t || now - t >= idp.refetch_interval_ms);
+        let allowed = pk.state.borrow().may_fetch(now, idp);
         if allowed {
-            pk.flight
-                .run(
-                    self.fetch(p, idp, &pk),
-                    || p.sleep_ms(WAIT_TICK_MS),
-                    wait_ticks(idp),
-                )
-                .await;
+            self.shared_fetch(p, idp, &pk).await;
         }
         let n = pk.state.borrow().keys.len();
         n
@@ -215,6 +205,22 @@ impl KeyStore {
         st.loaded = true;
         st.fresh_until = u64::MAX / 4;
         Ok(key)
+    }
+
+    /// Runs a fetch for `idp`, or joins the one another request of this isolate is running.
+    async fn shared_fetch<P: Http + Clock + Log + SharedCache>(
+        &self,
+        p: &P,
+        idp: &IdentityProvider,
+        pk: &ProviderKeys,
+    ) {
+        pk.flight
+            .run(
+                self.fetch(p, idp, pk),
+                || p.sleep_ms(WAIT_TICK_MS),
+                wait_ticks(idp),
+            )
+            .await;
     }
 
     /// Loads keys: a cold isolate first tries the location's shared cache; otherwise, and for

@@ -53,3 +53,12 @@ pub fn problem_code(resp: &GatewayResponse<FakeBody>) -> String {
         ResponseBody::Upstream(_) => String::new(),
     }
 }
+
+/// The errors of a config that must not compile, and their JSON paths (panics if it compiles).
+pub fn config_errors(doc: &Value) -> (Vec<String>, Vec<edgegate_core::config::ConfigError>) {
+    let errors = match edgegate_core::config::compile(&doc.to_string(), "v") {
+        Ok(_) => panic!("the config compiled, but errors were expected"),
+        Err(e) => e.0,
+    };
+    (errors.iter().map(|e| e.path.clone()).collect(), errors)
+}
