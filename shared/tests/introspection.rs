@@ -2,7 +2,6 @@
 
 mod common;
 
-use edgegate_core::config::compile;
 use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{Gateway, GatewayResponse, RequestHead};
 use edgegate_core::platform::{HttpResponse, PlatformError};
