@@ -22,30 +22,19 @@
 // or the same through env: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_WARMUP,
 // BENCH_TOKENS, BENCH_AUTH_TARGETS, BENCH_BACKEND_PROCS, BENCH_NO_IDENTITY_HEADERS=1, BENCH_OUT.
 
-import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
-import { createRequire } from "node:module";
 import {
-  ROOT, BUILD, BUILD_WASM_CRYPTO, WORKERD, BACKEND_BODY, CLK_TCK, installCleanupHandlers, cleanupAndExit,
-  isCleaningUp, sleep, withTimeout, procCpuMs, machineCpu, median, startBackend, writeEdgegateWorkerd,
-  startWorkerd, startLoadGen, fmt, table, ensureWorkerBuild,
+  BUILD, BUILD_WASM_CRYPTO, BACKEND_BODY, CLK_TCK, ISSUER, AUDIENCE, ROUTE_PREFIX, runMain, boundRun, parseBenchArgs,
+  numFlag, backendProcsOption, identityHeadersOption, outDirOption, benchEnv, envLine, sleep, median, startBackend,
+  writeEdgegateWorkerd, startWorkerd, startLoadGen, authGatewayConfig, getWithToken, startJwksServer, warmUp, runRounds,
+  summariseRounds, failed, warnFailed, writeResult, fmt, table, ensureWorkerBuild,
 } from "./lib.mjs";
 
-const require = createRequire(import.meta.url);
-const hdr = require("hdr-histogram-js");
-
-installCleanupHandlers();
-
 const TOKEN_CACHE_ENTRIES = 4096; // shared/src/auth/mod.rs DEFAULT_TOKEN_CACHE
-const ISSUER = "https://idp.bench.example/";
-const AUDIENCE = "edgegate-bench";
 const KIDS = { RS256: "bench-rs256", ES256: "bench-es256", EdDSA: "bench-eddsa" };
-const ROUTE_PREFIX = { RS256: "rs", ES256: "es", EdDSA: "ed" };
 const WASM_BUILD_ARGS = ["--out-dir", "build-wasm-crypto", "--features", "wasm-crypto"];
 
 // Every target the script knows. proc: which workerd process (build) serves it; alg + mode:
@@ -71,20 +60,10 @@ const PROCS = {
 // ---------------------------------------------------------------------------------- options
 
 function options() {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: "string", short: "d" },
-      connections: { type: "string", short: "c" },
-      rounds: { type: "string", short: "r" },
-      warmup: { type: "string", short: "w" },
-      tokens: { type: "string", short: "t" },
-      targets: { type: "string" },
-      "backend-procs": { type: "string" },
-      build: { type: "boolean" },
-      "no-identity-headers": { type: "boolean" },
-      out: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
+  const values = parseBenchArgs(["duration", "connections", "rounds", "warmup", "backend-procs", "no-identity-headers", "out", "help"], {
+    tokens: { type: "string", short: "t" },
+    targets: { type: "string" },
+    build: { type: "boolean" },
   });
   if (values.help) {
     console.log(
@@ -100,28 +79,22 @@ function options() {
     );
     process.exit(0);
   }
-  const num = (flag, env, def, min, max) => {
-    const raw = values[flag] ?? process.env[env];
-    const v = raw === undefined ? def : Number(raw);
-    if (!Number.isFinite(v) || v < min || v > max) throw new Error(`--${flag} / ${env}: ${raw} is not in [${min}, ${max}]`);
-    return v;
-  };
   const keys = (values.targets ?? process.env.BENCH_AUTH_TARGETS ?? DEFAULT_TARGETS).split(",").map((k) => k.trim()).filter(Boolean);
   for (const k of keys) if (!CATALOG[k]) throw new Error(`--targets: unknown target ${k} (known: ${Object.keys(CATALOG).join(",")})`);
   if (new Set(keys).size !== keys.length) throw new Error("--targets: a target is listed twice");
   if (!keys.length) throw new Error("--targets: none");
   return {
-    duration: num("duration", "BENCH_DURATION", 5, 1, 600),
-    connections: Math.round(num("connections", "BENCH_CONNECTIONS", 10, 1, 1000)),
-    rounds: Math.round(num("rounds", "BENCH_ROUNDS", 3, 1, 50)),
-    warmup: num("warmup", "BENCH_WARMUP", 2, 0, 120),
+    duration: numFlag(values, "duration", "BENCH_DURATION", 5, 1, 600),
+    connections: Math.round(numFlag(values, "connections", "BENCH_CONNECTIONS", 10, 1, 1000)),
+    rounds: Math.round(numFlag(values, "rounds", "BENCH_ROUNDS", 3, 1, 50)),
+    warmup: numFlag(values, "warmup", "BENCH_WARMUP", 2, 0, 120),
     // At least twice the cache, so a token comes back only after thousands of others evicted it.
-    tokens: Math.round(num("tokens", "BENCH_TOKENS", 20_000, 2 * TOKEN_CACHE_ENTRIES, 1_000_000)),
+    tokens: Math.round(numFlag(values, "tokens", "BENCH_TOKENS", 20_000, 2 * TOKEN_CACHE_ENTRIES, 1_000_000)),
     targets: keys,
-    backendProcs: Math.round(num("backend-procs", "BENCH_BACKEND_PROCS", Math.min(2, os.cpus().length), 1, 64)),
+    backendProcs: backendProcsOption(values),
     build: Boolean(values.build),
-    identityHeaders: !values["no-identity-headers"] && process.env.BENCH_NO_IDENTITY_HEADERS !== "1",
-    outDir: path.resolve(values.out ?? process.env.BENCH_OUT ?? path.join(ROOT, "bench/out")),
+    identityHeaders: identityHeadersOption(values),
+    outDir: outDirOption(values),
   };
 }
 
@@ -180,57 +153,9 @@ function tamper(token) {
   return token.slice(0, i) + (token[i] === "A" ? "B" : "A") + token.slice(i + 1);
 }
 
-// ---------------------------------------------------------------------------- JWKS server
-
-/** The mock IdP: GET /jwks/<proc> → the public keys, max-age=3600; counts requests per path. */
-async function startJwksServer(jwks) {
-  const counts = {};
-  const body = JSON.stringify(jwks);
-  const server = http.createServer((req, res) => {
-    counts[req.url] = (counts[req.url] ?? 0) + 1;
-    if (req.method === "GET" && req.url.startsWith("/jwks/")) {
-      res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=3600" });
-      res.end(body);
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((resolve, reject) => server.on("error", reject).listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${server.address().port}`, counts, close: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }) };
-}
-
 // ------------------------------------------------------------------------------- gateway
 
-function gatewayConfig(backendUrl, jwksUrl, identityHeaders) {
-  const authRoute = (alg) => ({
-    name: `get-item-${ROUTE_PREFIX[alg]}`,
-    methods: ["GET"],
-    path: `/${ROUTE_PREFIX[alg]}/items/{id}`,
-    policies: { auth: { accept: ["jwt"], jwt: { providers: ["bench-idp"], audiences: [AUDIENCE], algorithms: [alg] } } },
-  });
-  return {
-    // Default identity headers (x-edgegate-subject, -issuer, -application, -scopes, -auth-method)
-    // unless --no-identity-headers.
-    ...(!identityHeaders && { gateway: { identity_headers: { subject: "", issuer: "", application: "", scopes: "", method: "" } } }),
-    pools: { "bench-backend": { instances: [{ url: backendUrl }] } },
-    identity_providers: { "bench-idp": { issuer: ISSUER, jwks_uri: jwksUrl } },
-    apis: [
-      {
-        name: "bench",
-        base_path: "/bench-api",
-        versions: [{ name: "v1", pool: "bench-backend" }],
-        routes: [{ name: "get-item", methods: ["GET"], path: "/items/{id}" }, authRoute("RS256"), authRoute("ES256"), authRoute("EdDSA")],
-      },
-    ],
-  };
-}
-
 const targetPath = (t) => (t.alg ? `/bench-api/v1/${ROUTE_PREFIX[t.alg]}/items/42` : "/bench-api/v1/items/42");
-
-async function get(url, token) {
-  const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(10_000) });
-  return { status: res.status, body: await res.text(), headers: res.headers };
-}
 
 /**
  * Before the rounds, per target: answered through the gateway (x-request-id) with the backend's
@@ -243,13 +168,13 @@ async function checkTarget(t, checkTokens) {
   let last;
   for (let i = 0; i < 10; i++) {
     try {
-      const ok = await get(t.url, token);
+      const ok = await getWithToken(t.url, token);
       if (ok.status !== 200 || ok.body !== BACKEND_BODY) throw new Error(`${t.key} ${t.name}: HTTP ${ok.status}: ${ok.body.slice(0, 300)}`);
       if (!ok.headers.get("x-request-id")) throw new Error(`${t.key}: no x-request-id: not the gateway?`);
       if (t.alg) {
-        const none = await get(t.url, null);
+        const none = await getWithToken(t.url, null);
         if (none.status !== 401) throw new Error(`${t.key}: no token → HTTP ${none.status}, expected 401`);
-        const bad = await get(t.url, tamper(token));
+        const bad = await getWithToken(t.url, tamper(token));
         const why = bad.headers.get("www-authenticate") ?? "";
         if (bad.status !== 401 || !why.includes("bad_signature")) throw new Error(`${t.key}: tampered signature → HTTP ${bad.status} (${why}), expected 401 bad_signature`);
       }
@@ -273,27 +198,16 @@ async function main() {
   const algsUsed = [...new Set([...targets.filter((t) => t.alg).map((t) => t.alg), ...(needsRepeat ? ["RS256"] : [])])];
   const freshAlgs = [...new Set(targets.filter((t) => t.mode === "fresh").map((t) => t.alg))];
   const estimateS = opt.rounds * targets.length * (opt.duration + 0.8) + targets.length * opt.warmup + 10 + 3 * freshAlgs.length;
-  // Global bound on the whole run, whatever happens.
-  setTimeout(() => cleanupAndExit(2, `run exceeded ${Math.round(estimateS * 2 + 120)} s`), (estimateS * 2 + 120) * 1000).unref();
+  boundRun(estimateS);
 
   for (const p of procsUsed) ensureWorkerBuild(PROCS[p].buildDir, PROCS[p].buildArgs, { force: opt.build });
 
-  const workerdVersion = spawnSync(WORKERD, ["--version"], { encoding: "utf8" }).stdout.trim();
-  const git = (args) => spawnSync("git", args, { cwd: ROOT, encoding: "utf8" }).stdout?.trim();
-  const env = {
-    node: process.version,
-    workerd: workerdVersion,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
-    loadavgAtStart: os.loadavg().map((x) => +x.toFixed(2)),
-    gitHead: git(["rev-parse", "--short", "HEAD"]),
-    gitDirty: Boolean(git(["status", "--porcelain", "--", "worker", "shared"])),
-  };
+  const env = benchEnv();
   console.log(
     `edgegate JWT verification cost: ${opt.rounds} rounds × ${targets.length} targets (${opt.targets.join(",")}) × ${opt.duration} s, ` +
       `${opt.connections} connections, warm-up ${opt.warmup} s/target, ${fmt(opt.tokens)} first-seen tokens per algorithm; ~${Math.round(estimateS)} s`,
   );
-  console.log(`${env.workerd}, node ${env.node}, ${env.cpus} CPUs, load average at start ${env.loadavgAtStart.join(" ")}`);
+  console.log(envLine(env));
 
   // Keys and tokens first (before any load): the cycled ones, plus per algorithm one for the
   // checks and (RS256) the one repeated by target r, neither of them in the cycle.
@@ -327,7 +241,8 @@ async function main() {
   for (const p of procsUsed) {
     const { config, build } = writeEdgegateWorkerd(path.join(workDir, p), {
       buildDir: PROCS[p].buildDir,
-      gatewayConfig: gatewayConfig(backend.url, `${jwks.url}/jwks/${p}`, opt.identityHeaders),
+      // The JWKS mock (lib.mjs) counts requests per path: one path per workerd process.
+      gatewayConfig: authGatewayConfig(backend.url, `${jwks.url}/jwks/${p}`, opt.identityHeaders, ["RS256", "ES256", "EdDSA"]),
     });
     const wd = await startWorkerd(`edgegate-${p}`, config);
     procs[p] = { ...wd, build };
@@ -356,78 +271,18 @@ async function main() {
     ...(t.mode === "fresh" && { tokensFile: tokenFiles[t.alg], tokenCursor: `${t.proc}:${t.alg}` }),
   });
 
-  if (opt.warmup > 0) {
-    process.stdout.write("warm-up:");
-    for (const t of targets) {
-      const r = await loadgen.run(runParams(t, opt.warmup));
-      process.stdout.write(` ${t.key} ${fmt(r.rps)} req/s;`);
-    }
-    process.stdout.write("\n");
-  }
-
-  const rounds = [];
+  await warmUp(loadgen, targets, runParams, opt.warmup, (t) => t.key);
   const tokensSent = {};
-  for (let round = 1; round <= opt.rounds; round++) {
-    for (const t of targets) {
-      await sleep(300); // let the previous round's connections close
-      const wd0 = procCpuMs(t.workerdPid);
-      const be0 = backend.pids.reduce((s, p) => s + procCpuMs(p), 0);
-      const m0 = machineCpu();
-      const r = await loadgen.run(runParams(t, opt.duration));
-      const wd1 = procCpuMs(t.workerdPid);
-      const be1 = backend.pids.reduce((s, p) => s + procCpuMs(p), 0);
-      const m1 = machineCpu();
-      const served = r.ok + r.non2xx;
-      const wallMs = m1.totalMs - m0.totalMs; // all CPUs
-      const ourMs = (wd1 - wd0) + (be1 - be0) + r.loadgenCpuMs;
+  const rounds = await runRounds({
+    rounds: opt.rounds, targets, loadgen, backendPids: backend.pids, params: runParams, duration: opt.duration, pauseMs: 300, pad: [28, 6],
+    onRun: (t, r) => {
       if (r.tokensSent) tokensSent[`${t.proc}:${t.alg}`] = (tokensSent[`${t.proc}:${t.alg}`] ?? 0) + r.tokensSent;
-      const rec = {
-        round, target: t.key, name: t.name, ...r, histogram: undefined,
-        workerdCpuMs: wd1 - wd0,
-        workerdCpuUsPerReq: ((wd1 - wd0) * 1000) / served,
-        workerdUtilPct: (100 * (wd1 - wd0)) / (r.durationS * 1000),
-        backendCpuUsPerReq: ((be1 - be0) * 1000) / served,
-        loadgenCpuUsPerReq: (r.loadgenCpuMs * 1000) / served,
-        machineBusyPct: (100 * (m1.busyMs - m0.busyMs)) / wallMs,
-        otherBusyPct: (100 * Math.max(0, m1.busyMs - m0.busyMs - ourMs)) / wallMs,
-      };
-      rounds.push({ rec, hist: r.histogram });
-      console.log(
-        `round ${round} ${t.key} ${t.name.padEnd(28)} ${fmt(r.rps).padStart(6)} req/s  p50 ${fmt(r.latencyMs.p50, 2)} ms  p99 ${fmt(r.latencyMs.p99, 2)} ms` +
-          `  workerd ${fmt(rec.workerdCpuUsPerReq)} µs/req, ${fmt(rec.workerdUtilPct)}% of a core  machine busy ${fmt(rec.machineBusyPct)}%` +
-          (r.errors || r.non2xx || r.timeouts || r.mismatches ? `  ERRORS ${r.errors} non2xx ${r.non2xx} timeouts ${r.timeouts} mismatches ${r.mismatches}` : ""),
-      );
-    }
-  }
-
-  // ------------------------------------------------------------------------- summarise
-  const summary = {};
-  for (const t of targets) {
-    const mine = rounds.filter((x) => x.rec.target === t.key);
-    const merged = hdr.build({ bitBucketSize: 64, autoResize: true, lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
-    for (const x of mine) merged.add(hdr.decodeFromCompressedBase64(x.hist));
-    const served = mine.reduce((s, x) => s + x.rec.ok + x.rec.non2xx, 0);
-    const sum = (k) => mine.reduce((s, x) => s + (x.rec[k] ?? 0), 0);
-    summary[t.key] = {
-      name: t.name, build: PROCS[t.proc].label, alg: t.alg, mode: t.mode, path: targetPath(t),
-      rounds: mine.length,
-      rpsMedian: median(mine.map((x) => x.rec.rps)),
-      rpsMin: Math.min(...mine.map((x) => x.rec.rps)),
-      rpsMax: Math.max(...mine.map((x) => x.rec.rps)),
-      p50Ms: merged.getValueAtPercentile(50) / 1000,
-      p99Ms: merged.getValueAtPercentile(99) / 1000,
-      requests: served,
-      errors: sum("errors"), non2xx: sum("non2xx"), timeouts: sum("timeouts"), mismatches: sum("mismatches"),
-      // Pooled over the rounds: all CPU / all responses.
-      workerdCpuUsPerReq: (sum("workerdCpuMs") * 1000) / served,
-      workerdCpuUsPerReqByRound: mine.map((x) => x.rec.workerdCpuUsPerReq),
-      workerdUtilPct: median(mine.map((x) => x.rec.workerdUtilPct)),
-      backendCpuUsPerReq: median(mine.map((x) => x.rec.backendCpuUsPerReq)),
-      loadgenCpuUsPerReq: median(mine.map((x) => x.rec.loadgenCpuUsPerReq)),
-      machineBusyPct: median(mine.map((x) => x.rec.machineBusyPct)),
-      otherBusyPct: median(mine.map((x) => x.rec.otherBusyPct)),
-    };
-  }
+    },
+  });
+  const summary = summariseRounds(rounds, targets, {
+    describe: (t) => ({ name: t.name, build: PROCS[t.proc].label, alg: t.alg, mode: t.mode, path: targetPath(t) }),
+    cpuByRound: true,
+  });
 
   // Differences of workerd CPU per request: pooled, and per round (paired, cancels drift).
   const diff = (a, b) => {
@@ -473,7 +328,7 @@ async function main() {
         return [
           `${t.key} ${s.name}`, fmt(s.rpsMedian), `${fmt(s.rpsMin)}–${fmt(s.rpsMax)}`, fmt(s.p50Ms, 2), fmt(s.p99Ms, 2),
           fmt(s.workerdCpuUsPerReq), dn === null ? "-" : `${dn >= 0 ? "+" : ""}${fmt(dn)}`, `${fmt(s.workerdUtilPct)}%`,
-          fmt(s.loadgenCpuUsPerReq), `${fmt(s.otherBusyPct)}%`, String(s.errors + s.non2xx + s.timeouts + s.mismatches),
+          fmt(s.loadgenCpuUsPerReq), `${fmt(s.otherBusyPct)}%`, String(failed(s)),
         ];
       }),
       ["l"],
@@ -489,15 +344,14 @@ async function main() {
         (target === null ? "" : `  target ≤ ${target} µs: ${ratios[d.of].met ? "MET" : "NOT MET"}`),
     );
   }
-  const jwksTotal = Object.values(jwks.counts).reduce((a, b) => a + b, 0);
+  const jwksTotal = jwks.total();
   console.log(
     `JWKS requests: ${jwksTotal} in all (${Object.entries(jwks.counts).map(([u, c]) => `${u} ${c}`).join(", ")}; expected one per workerd process: ${procsUsed.length})`,
   );
   const sentLine = Object.entries(tokensSent).map(([k, n]) => `${k} ${fmt(n)} (${fmt(n / opt.tokens, 1)} cycles)`).join(", ");
   if (sentLine) console.log(`first-seen tokens sent during the rounds: ${sentLine}; ${cacheMissArgument}, so each was a cache miss`);
   if (jwksTotal > 2 * procsUsed.length) console.log("WARNING: the JWKS was fetched more than expected: key fetches may be on the hot path");
-  const totalErrors = Object.values(summary).reduce((s, x) => s + x.errors + x.non2xx + x.timeouts + x.mismatches, 0);
-  if (totalErrors) console.log(`WARNING: ${totalErrors} failed requests (see JSON)`);
+  warnFailed(summary);
 
   const result = {
     kind: "edgegate-auth-cost",
@@ -522,21 +376,8 @@ async function main() {
     derived: ratios,
     rounds: rounds.map((x) => x.rec),
   };
-  fs.mkdirSync(opt.outDir, { recursive: true });
-  const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
-  const outFile = path.join(opt.outDir, `auth-${stamp}.json`);
-  fs.writeFileSync(outFile, JSON.stringify(result, null, 2) + "\n");
-  fs.copyFileSync(outFile, path.join(opt.outDir, "auth-latest.json"));
-  console.log(`\nJSON: ${path.relative(process.cwd(), outFile) || outFile} (also auth-latest.json); took ${fmt((Date.now() - startedAt) / 1000)} s`);
-  await withTimeout(jwks.close(), 2000, "JWKS server close").catch(() => {});
+  writeResult(opt.outDir, "auth", startedAt, result, `; took ${fmt((Date.now() - startedAt) / 1000)} s`);
+  await jwks.close();
 }
 
-try {
-  await main();
-  await cleanupAndExit(0);
-} catch (e) {
-  if (!isCleaningUp()) {
-    console.error(e?.stack || e);
-    await cleanupAndExit(1, "error");
-  }
-}
+await runMain(main);

@@ -1,13 +1,18 @@
-// Shared pieces of the load benchmarks (run.mjs, auth.mjs, profile*.mjs): the child-process
-// registry and cleanup, the backend, workerd with generated capnp configs, the load-generator
-// child, CPU counters from /proc, a minimal inspector (CDP) client, and output helpers.
+// Shared pieces of the load benchmarks (run.mjs, auth.mjs, profile*.mjs): option parsing, the
+// main/cleanup wrapper and the child-process registry, the backend, workerd with generated capnp
+// configs, the JWT-auth gateway config and JWKS mock, the load-generator child, the measured
+// round loop and its per-target summary, CPU counters from /proc, a minimal inspector (CDP)
+// client, and output helpers.
 
 import { spawn, spawnSync, fork } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
+import http from "node:http";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { createRequire } from "node:module";
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -84,6 +89,71 @@ export function installCleanupHandlers() {
   process.on("unhandledRejection", (e) => { console.error(e); cleanupAndExit(1, "error"); });
 }
 
+/**
+ * Runs a script's `main` with the cleanup handlers installed; then ends every child process and
+ * exits 0, or on an error prints it and exits 1 (unless cleanup has already begun).
+ */
+export async function runMain(main) {
+  installCleanupHandlers();
+  try {
+    await main();
+    await cleanupAndExit(0);
+  } catch (e) {
+    if (!isCleaningUp()) {
+      console.error(e?.stack || e);
+      await cleanupAndExit(1, "error");
+    }
+  }
+}
+
+/** Global bound on the whole run, whatever happens: exits 2 after twice the estimate + 120 s. */
+export function boundRun(estimateS) {
+  const limitS = estimateS * 2 + 120;
+  setTimeout(() => cleanupAndExit(2, `run exceeded ${Math.round(limitS)} s`), limitS * 1000).unref();
+}
+
+// ---------------------------------------------------------------------------------- options
+
+// The flags several scripts share, by name (each script picks the ones it accepts).
+const COMMON_FLAGS = {
+  duration: { type: "string", short: "d" },
+  connections: { type: "string", short: "c" },
+  rounds: { type: "string", short: "r" },
+  warmup: { type: "string", short: "w" },
+  "backend-procs": { type: "string" },
+  "no-identity-headers": { type: "boolean" },
+  out: { type: "string" },
+  help: { type: "boolean", short: "h" },
+};
+
+/** parseArgs of the command line: the COMMON_FLAGS named in `common`, plus `extra`; → values. */
+export function parseBenchArgs(common, extra = {}) {
+  const options = Object.fromEntries(common.map((name) => [name, COMMON_FLAGS[name]]));
+  return parseArgs({ options: { ...options, ...extra } }).values;
+}
+
+/**
+ * A numeric option: `raw` (a string from a flag or the environment; undefined → `def`) as a
+ * number in [min, max], or an error "`label`: raw is not in [min, max]".
+ */
+export function numOption(raw, def, min, max, label) {
+  const v = raw === undefined ? def : Number(raw);
+  if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${label}: ${raw} is not in [${min}, ${max}]`);
+  return v;
+}
+
+/** numOption from --`flag`, else the environment variable `env` (error label "--flag / ENV"). */
+export const numFlag = (values, flag, env, def, min, max) => numOption(values[flag] ?? process.env[env], def, min, max, `--${flag} / ${env}`);
+
+/** --backend-procs / BENCH_BACKEND_PROCS: default 2 (fewer on a 1-CPU machine). */
+export const backendProcsOption = (values) => Math.round(numFlag(values, "backend-procs", "BENCH_BACKEND_PROCS", Math.min(2, os.cpus().length), 1, 64));
+
+/** --no-identity-headers / BENCH_NO_IDENTITY_HEADERS=1 → false. */
+export const identityHeadersOption = (values) => !values["no-identity-headers"] && process.env.BENCH_NO_IDENTITY_HEADERS !== "1";
+
+/** --out / BENCH_OUT, default bench/out, as an absolute path. */
+export const outDirOption = (values) => path.resolve(values.out ?? process.env.BENCH_OUT ?? path.join(ROOT, "bench/out"));
+
 // -------------------------------------------------------------------------------- utilities
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -142,6 +212,26 @@ export const median = (xs) => {
 export function sha256(file) {
   return createHash("sha256").update(fs.readFileSync(file)).digest("hex").slice(0, 16);
 }
+
+/** `git args…` in the repository → trimmed stdout. */
+export const git = (args) => spawnSync("git", args, { cwd: ROOT, encoding: "utf8" }).stdout?.trim();
+
+/** The machine and versions a run reports (JSON `env`): node, workerd, CPUs, load, git state. */
+export function benchEnv() {
+  const workerdVersion = spawnSync(WORKERD, ["--version"], { encoding: "utf8" }).stdout.trim();
+  return {
+    node: process.version,
+    workerd: workerdVersion,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    loadavgAtStart: os.loadavg().map((x) => +x.toFixed(2)),
+    gitHead: git(["rev-parse", "--short", "HEAD"]),
+    gitDirty: Boolean(git(["status", "--porcelain", "--", "worker", "shared"])),
+  };
+}
+
+/** The line that shows benchEnv(): workerd version, node, CPUs, load average. */
+export const envLine = (env) => `${env.workerd}, node ${env.node}, ${env.cpus} CPUs, load average at start ${env.loadavgAtStart.join(" ")}`;
 
 // ---------------------------------------------------------------------------------- backend
 
@@ -417,6 +507,72 @@ export async function startWorkerd(name, configPath, { inspector = false } = {})
   return { pid: proc.pid, url: `http://127.0.0.1:${port}`, inspectorPort, stderrTail };
 }
 
+// ------------------------------------------------------------------ JWT auth (auth*.mjs)
+
+export const ISSUER = "https://idp.bench.example/";
+export const AUDIENCE = "edgegate-bench";
+/** Per algorithm, the path prefix of its auth route: /bench-api/v1/<prefix>/items/{id}. */
+export const ROUTE_PREFIX = { RS256: "rs", ES256: "es", EdDSA: "ed" };
+
+/**
+ * The gateway config of the auth benchmarks: the no-auth route /items/{id} and, per algorithm
+ * in `algs`, a route /<prefix>/items/{id} that requires a JWT from the mock IdP at `jwksUrl`.
+ */
+export function authGatewayConfig(backendUrl, jwksUrl, identityHeaders, algs) {
+  const authRoute = (alg) => ({
+    name: `get-item-${ROUTE_PREFIX[alg]}`,
+    methods: ["GET"],
+    path: `/${ROUTE_PREFIX[alg]}/items/{id}`,
+    policies: { auth: { accept: ["jwt"], jwt: { providers: ["bench-idp"], audiences: [AUDIENCE], algorithms: [alg] } } },
+  });
+  return {
+    // Default identity headers (x-edgegate-subject, -issuer, -application, -scopes, -auth-method)
+    // unless --no-identity-headers.
+    ...(!identityHeaders && { gateway: { identity_headers: { subject: "", issuer: "", application: "", scopes: "", method: "" } } }),
+    pools: { "bench-backend": { instances: [{ url: backendUrl }] } },
+    identity_providers: { "bench-idp": { issuer: ISSUER, jwks_uri: jwksUrl } },
+    apis: [
+      {
+        name: "bench",
+        base_path: "/bench-api",
+        versions: [{ name: "v1", pool: "bench-backend" }],
+        routes: [{ name: "get-item", methods: ["GET"], path: "/items/{id}" }, ...algs.map(authRoute)],
+      },
+    ],
+  };
+}
+
+/** GET `url`, with `Authorization: Bearer <token>` if a token → { status, body, headers }. */
+export async function getWithToken(url, token) {
+  const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(10_000) });
+  return { status: res.status, body: await res.text(), headers: res.headers };
+}
+
+/**
+ * The mock IdP on 127.0.0.1: GET /jwks and /jwks/<anything> → `jwks` (the JWK set),
+ * max-age=3600; counts requests per path (`counts`; `total()` sums them).
+ */
+export async function startJwksServer(jwks) {
+  const counts = {};
+  const body = JSON.stringify(jwks);
+  const server = http.createServer((req, res) => {
+    counts[req.url] = (counts[req.url] ?? 0) + 1;
+    if (req.method === "GET" && (req.url === "/jwks" || req.url.startsWith("/jwks/"))) {
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=3600" });
+      res.end(body);
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve, reject) => server.on("error", reject).listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    counts,
+    total: () => Object.values(counts).reduce((a, b) => a + b, 0),
+    close: () => withTimeout(new Promise((r) => { server.close(r); server.closeAllConnections(); }), 2000, "JWKS server close").catch(() => {}),
+  };
+}
+
 // ------------------------------------------------------------------------ inspector (CDP)
 
 /**
@@ -477,6 +633,133 @@ export async function startLoadGen() {
   };
 }
 
+// --------------------------------------------------------------------- rounds and summary
+
+/** Warm-up, not measured: each target for `seconds`; prints "warm-up: <label> <req/s> req/s; …". */
+export async function warmUp(loadgen, targets, params, seconds, label) {
+  if (seconds <= 0) return;
+  process.stdout.write("warm-up:");
+  for (const t of targets) {
+    const r = await loadgen.run(params(t, seconds));
+    process.stdout.write(` ${label(t)} ${fmt(r.rps)} req/s;`);
+  }
+  process.stdout.write("\n");
+}
+
+/**
+ * The measured rounds: `rounds` times, each target in turn (interleaved), after a `pauseMs` pause
+ * (the previous run's connections close), loaded for `duration` s with `params(t, duration)`;
+ * CPU of the target's workerd process (t.workerdPid; none: null fields), of the backend
+ * (`backendPids`), of the load generator and of the machine around each run. Prints a line per
+ * run (name and req/s padded to `pad`); calls `onRun(t, r)` with each load result.
+ * Returns [{ rec, hist }]: the JSON record and the run's latency histogram.
+ */
+export async function runRounds({ rounds, targets, loadgen, backendPids, params, duration, pauseMs, pad: [namePad, rpsPad], onRun }) {
+  const out = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const t of targets) {
+      await sleep(pauseMs); // let the previous round's connections close
+      const wd0 = t.workerdPid ? procCpuMs(t.workerdPid) : 0;
+      const be0 = backendPids.reduce((s, p) => s + procCpuMs(p), 0);
+      const m0 = machineCpu();
+      const r = await loadgen.run(params(t, duration));
+      const wd1 = t.workerdPid ? procCpuMs(t.workerdPid) : 0;
+      const be1 = backendPids.reduce((s, p) => s + procCpuMs(p), 0);
+      const m1 = machineCpu();
+      const served = r.ok + r.non2xx;
+      const wallMs = m1.totalMs - m0.totalMs; // all CPUs
+      const ourMs = (wd1 - wd0) + (be1 - be0) + r.loadgenCpuMs;
+      onRun?.(t, r);
+      const rec = {
+        round,
+        target: t.key,
+        name: t.name,
+        ...r,
+        histogram: undefined,
+        workerdCpuMs: t.workerdPid ? wd1 - wd0 : null,
+        workerdCpuUsPerReq: t.workerdPid ? ((wd1 - wd0) * 1000) / served : null,
+        // Share of one core the workerd process used during the round (~100%: it is saturated,
+        // and throughput ≈ 1 / CPU per request).
+        workerdUtilPct: t.workerdPid ? (100 * (wd1 - wd0)) / (r.durationS * 1000) : null,
+        backendCpuUsPerReq: ((be1 - be0) * 1000) / served,
+        loadgenCpuUsPerReq: (r.loadgenCpuMs * 1000) / served,
+        machineBusyPct: (100 * (m1.busyMs - m0.busyMs)) / wallMs,
+        // Busy CPU not spent in our processes (other jobs on the machine, kernel work not
+        // charged to a process), as % of all CPUs: a noise indicator.
+        otherBusyPct: (100 * Math.max(0, m1.busyMs - m0.busyMs - ourMs)) / wallMs,
+      };
+      out.push({ rec, hist: r.histogram });
+      console.log(
+        `round ${round} ${t.key} ${t.name.padEnd(namePad)} ${fmt(r.rps).padStart(rpsPad)} req/s  p50 ${fmt(r.latencyMs.p50, 2)} ms  p99 ${fmt(r.latencyMs.p99, 2)} ms` +
+          (t.workerdPid ? `  workerd ${fmt(rec.workerdCpuUsPerReq)} µs/req, ${fmt(rec.workerdUtilPct)}% of a core` : "") +
+          `  machine busy ${fmt(rec.machineBusyPct)}%` +
+          (r.errors || r.non2xx || r.timeouts || r.mismatches ? `  ERRORS ${r.errors} non2xx ${r.non2xx} timeouts ${r.timeouts} mismatches ${r.mismatches}` : ""),
+      );
+    }
+  }
+  return out;
+}
+
+/**
+ * Per target (by key), the summary of its runRounds records: throughput median and range,
+ * latency from the merged histograms, failures, CPU per request (workerd pooled over the rounds,
+ * the rest medians). `describe(t)`: the fields that come first (default: the name);
+ * `cpuByRound`: also workerdCpuUsPerReqByRound.
+ */
+export function summariseRounds(rounds, targets, { describe = (t) => ({ name: t.name }), cpuByRound = false } = {}) {
+  const hdr = createRequire(import.meta.url)("hdr-histogram-js");
+  const summary = {};
+  for (const t of targets) {
+    const mine = rounds.filter((x) => x.rec.target === t.key);
+    const merged = hdr.build({ bitBucketSize: 64, autoResize: true, lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+    for (const x of mine) merged.add(hdr.decodeFromCompressedBase64(x.hist));
+    const served = mine.reduce((s, x) => s + x.rec.ok + x.rec.non2xx, 0);
+    const sum = (k) => mine.reduce((s, x) => s + (x.rec[k] ?? 0), 0);
+    summary[t.key] = {
+      ...describe(t),
+      rounds: mine.length,
+      rpsMedian: median(mine.map((x) => x.rec.rps)),
+      rpsMin: Math.min(...mine.map((x) => x.rec.rps)),
+      rpsMax: Math.max(...mine.map((x) => x.rec.rps)),
+      // Latency over all rounds' responses (merged histogram, µs resolution).
+      p50Ms: merged.getValueAtPercentile(50) / 1000,
+      p99Ms: merged.getValueAtPercentile(99) / 1000,
+      requests: served,
+      errors: sum("errors"), non2xx: sum("non2xx"), timeouts: sum("timeouts"), mismatches: sum("mismatches"),
+      // Pooled over the rounds: all CPU / all responses.
+      workerdCpuUsPerReq: t.workerdPid ? (sum("workerdCpuMs") * 1000) / served : null,
+      ...(cpuByRound && { workerdCpuUsPerReqByRound: mine.map((x) => x.rec.workerdCpuUsPerReq) }),
+      workerdUtilPct: t.workerdPid ? median(mine.map((x) => x.rec.workerdUtilPct)) : null,
+      backendCpuUsPerReq: median(mine.map((x) => x.rec.backendCpuUsPerReq)),
+      loadgenCpuUsPerReq: median(mine.map((x) => x.rec.loadgenCpuUsPerReq)),
+      machineBusyPct: median(mine.map((x) => x.rec.machineBusyPct)),
+      otherBusyPct: median(mine.map((x) => x.rec.otherBusyPct)),
+    };
+  }
+  return summary;
+}
+
+/** Failed requests of a summary row (errors, non-2xx, timeouts, body mismatches). */
+export const failed = (s) => s.errors + s.non2xx + s.timeouts + s.mismatches;
+
+/** Prints a warning if any target of `summary` had failed requests. */
+export function warnFailed(summary) {
+  const totalErrors = Object.values(summary).reduce((s, x) => s + failed(x), 0);
+  if (totalErrors) console.log(`WARNING: ${totalErrors} failed requests (see JSON)`);
+}
+
+/**
+ * Writes `result` to <outDir>/<prefix>-<startedAt>.json and <prefix>-latest.json; prints
+ * "JSON: <file> (also <prefix>-latest.json)" and `suffix`.
+ */
+export function writeResult(outDir, prefix, startedAt, result, suffix = "") {
+  fs.mkdirSync(outDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
+  const outFile = path.join(outDir, `${prefix}-${stamp}.json`);
+  fs.writeFileSync(outFile, JSON.stringify(result, null, 2) + "\n");
+  fs.copyFileSync(outFile, path.join(outDir, `${prefix}-latest.json`));
+  console.log(`\nJSON: ${path.relative(process.cwd(), outFile) || outFile} (also ${prefix}-latest.json)${suffix}`);
+}
 
 export async function check(target) {
   // Bounded retries: the first edgegate request also reads KV and compiles the config.

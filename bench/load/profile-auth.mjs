@@ -34,62 +34,43 @@ import { spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import readline from "node:readline";
-import http from "node:http";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import {
-  ROOT, BUILD, BACKEND_BODY, installCleanupHandlers, cleanupAndExit, isCleaningUp, sleep, withTimeout, procCpuMs,
-  median, startBackend, writeEdgegateWorkerd, startWorkerd, startLoadGen, inspector, fmt, table, ensureBuild, track,
+  ROOT, BUILD, BACKEND_BODY, ISSUER, AUDIENCE, runMain, boundRun, parseBenchArgs, numOption, identityHeadersOption,
+  outDirOption, sleep, withTimeout, procCpuMs, median, startBackend, writeEdgegateWorkerd, startWorkerd, startLoadGen, inspector,
+  authGatewayConfig, getWithToken, startJwksServer, fmt, table, ensureBuild, track,
 } from "./lib.mjs";
 
-installCleanupHandlers();
-
-// As in auth.mjs.
-const ISSUER = "https://idp.bench.example/";
-const AUDIENCE = "edgegate-bench";
-const KID = "bench-rs256";
+const KID = "bench-rs256"; // as in auth.mjs
 
 function options() {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: "string", short: "d" },
-      rounds: { type: "string", short: "r" },
-      connections: { type: "string", short: "c" },
-      warmup: { type: "string", short: "w" },
-      interval: { type: "string" },
-      rate: { type: "string" },
-      top: { type: "string" },
-      "no-identity-headers": { type: "boolean" },
-      perf: { type: "boolean" },
-      "keep-perf-data": { type: "boolean" },
-      freq: { type: "string" },
-      out: { type: "string" },
-    },
+  const values = parseBenchArgs(["duration", "rounds", "connections", "warmup", "no-identity-headers", "out"], {
+    interval: { type: "string" },
+    rate: { type: "string" },
+    top: { type: "string" },
+    perf: { type: "boolean" },
+    "keep-perf-data": { type: "boolean" },
+    freq: { type: "string" },
   });
-  const num = (v, def, min, max, name) => {
-    const x = v === undefined ? def : Number(v);
-    if (!Number.isFinite(x) || x < min || x > max) throw new Error(`--${name}: ${v} is not in [${min}, ${max}]`);
-    return x;
-  };
   return {
-    duration: num(values.duration ?? process.env.BENCH_DURATION, 4, 1, 60, "duration"),
-    rounds: Math.round(num(values.rounds ?? process.env.BENCH_ROUNDS, 8, 1, 40, "rounds")),
-    connections: Math.round(num(values.connections ?? process.env.BENCH_CONNECTIONS, 10, 1, 1000, "connections")),
-    warmup: num(values.warmup ?? process.env.BENCH_WARMUP, 3, 0, 60, "warmup"),
-    interval: Math.round(num(values.interval, 100, 10, 10_000, "interval")),
+    duration: numOption(values.duration ?? process.env.BENCH_DURATION, 4, 1, 60, "--duration"),
+    rounds: Math.round(numOption(values.rounds ?? process.env.BENCH_ROUNDS, 8, 1, 40, "--rounds")),
+    connections: Math.round(numOption(values.connections ?? process.env.BENCH_CONNECTIONS, 10, 1, 1000, "--connections")),
+    warmup: numOption(values.warmup ?? process.env.BENCH_WARMUP, 3, 0, 60, "--warmup"),
+    interval: Math.round(numOption(values.interval, 100, 10, 10_000, "--interval")),
     // Requests/s over all connections; 0: as fast as the worker answers (closed loop).
-    rate: Math.round(num(values.rate ?? process.env.BENCH_RATE, 0, 0, 1_000_000, "rate")),
-    top: Math.round(num(values.top, 20, 1, 500, "top")),
-    identityHeaders: !values["no-identity-headers"] && process.env.BENCH_NO_IDENTITY_HEADERS !== "1",
+    rate: Math.round(numOption(values.rate ?? process.env.BENCH_RATE, 0, 0, 1_000_000, "--rate")),
+    top: Math.round(numOption(values.top, 20, 1, 500, "--top")),
+    identityHeaders: identityHeadersOption(values),
     // Linux perf (cpu-clock, frame-pointer stacks, V8 --perf-basic-prof) instead of the inspector.
     perf: Boolean(values.perf) || process.env.BENCH_PROFILER === "perf",
-    freq: Math.round(num(values.freq, 4000, 100, 50_000, "freq")),
+    freq: Math.round(numOption(values.freq, 4000, 100, 50_000, "--freq")),
     keepPerfData: Boolean(values["keep-perf-data"]),
-    outDir: path.resolve(values.out ?? process.env.BENCH_OUT ?? path.join(ROOT, "bench/out")),
+    outDir: outDirOption(values),
   };
 }
 
-// ------------------------------------------------------------------ key, token, JWKS mock
+// ------------------------------------------------------------------------------ key, token
 
 function rs256Token(privateKey) {
   const b64u = (x) => Buffer.from(x).toString("base64url");
@@ -103,55 +84,16 @@ function rs256Token(privateKey) {
   return `${input}.${b64u(crypto.sign("sha256", Buffer.from(input), privateKey))}`;
 }
 
-async function startJwksServer(jwk) {
-  const counts = { requests: 0 };
-  const body = JSON.stringify({ keys: [jwk] });
-  const server = http.createServer((req, res) => {
-    counts.requests += 1;
-    res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=3600" });
-    res.end(body);
-  });
-  await new Promise((resolve, reject) => server.on("error", reject).listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${server.address().port}/jwks`, counts, close: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }) };
-}
-
-function gatewayConfig(backendUrl, jwksUrl, identityHeaders) {
-  return {
-    ...(!identityHeaders && { gateway: { identity_headers: { subject: "", issuer: "", application: "", scopes: "", method: "" } } }),
-    pools: { "bench-backend": { instances: [{ url: backendUrl }] } },
-    identity_providers: { "bench-idp": { issuer: ISSUER, jwks_uri: jwksUrl } },
-    apis: [
-      {
-        name: "bench",
-        base_path: "/bench-api",
-        versions: [{ name: "v1", pool: "bench-backend" }],
-        routes: [
-          { name: "get-item", methods: ["GET"], path: "/items/{id}" },
-          {
-            name: "get-item-rs", methods: ["GET"], path: "/rs/items/{id}",
-            policies: { auth: { accept: ["jwt"], jwt: { providers: ["bench-idp"], audiences: [AUDIENCE], algorithms: ["RS256"] } } },
-          },
-        ],
-      },
-    ],
-  };
-}
-
-async function get(url, token) {
-  const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(10_000) });
-  return { status: res.status, body: await res.text(), headers: res.headers };
-}
-
 async function checkTargets(h, r, token) {
   let last;
   for (let i = 0; i < 10; i++) {
     try {
       for (const t of [h, r]) {
-        const ok = await get(t.url, token);
+        const ok = await getWithToken(t.url, token);
         if (ok.status !== 200 || ok.body !== BACKEND_BODY) throw new Error(`${t.key}: HTTP ${ok.status}: ${ok.body.slice(0, 300)}`);
         if (!ok.headers.get("x-request-id")) throw new Error(`${t.key}: no x-request-id: not the gateway?`);
       }
-      const none = await get(r.url, null);
+      const none = await getWithToken(r.url, null);
       if (none.status !== 401) throw new Error(`r without a token → HTTP ${none.status}, expected 401`);
       return;
     } catch (e) {
@@ -514,7 +456,7 @@ const diffTable = (rows, label) =>
 async function main() {
   const opt = options();
   const estimateS = 2 * opt.warmup + opt.rounds * 2 * (opt.duration + 1) + 15;
-  setTimeout(() => cleanupAndExit(2, `run exceeded ${Math.round(estimateS * 2 + 120)} s`), (estimateS * 2 + 120) * 1000).unref();
+  boundRun(estimateS);
   ensureBuild();
   console.log(
     `profiling edgegate (worker/build) h = no-auth route with r's Authorization header, r = RS256 route, repeated token: ` +
@@ -525,10 +467,10 @@ async function main() {
 
   const { privateKey, publicKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
   const token = rs256Token(privateKey);
-  const jwks = await startJwksServer({ ...publicKey.export({ format: "jwk" }), kid: KID, alg: "RS256", use: "sig" });
+  const jwks = await startJwksServer({ keys: [{ ...publicKey.export({ format: "jwk" }), kid: KID, alg: "RS256", use: "sig" }] });
   const backend = await startBackend(1);
   const workDir = path.join(opt.outDir, "profile-auth-work");
-  const { config, build } = writeEdgegateWorkerd(workDir, { buildDir: BUILD, gatewayConfig: gatewayConfig(backend.url, jwks.url, opt.identityHeaders) });
+  const { config, build } = writeEdgegateWorkerd(workDir, { buildDir: BUILD, gatewayConfig: authGatewayConfig(backend.url, `${jwks.url}/jwks`, opt.identityHeaders, ["RS256"]) });
   if (opt.perf) {
     // V8 writes /tmp/perf-<pid>.map (JIT code, wasm functions by name and tier) for perf.
     const text = fs.readFileSync(config, "utf8");
@@ -667,7 +609,7 @@ async function main() {
     console.log("");
     console.log(diffTable([...bucketRows, { key: "total (= sampled process CPU)", h: sum("h"), r: sum("r"), diff: sum("diff"), med: NaN, min: NaN, max: NaN }], "where r − h goes: exclusive split (each sample in its first matching bucket)"));
   }
-  console.log(`\nJWKS requests: ${jwks.counts.requests} (expected 1).${files.length ? ` ${opt.perf ? "perf recordings" : "Round-1 profiles"}: ${files.join(", ")}` : ""}`);
+  console.log(`\nJWKS requests: ${jwks.total()} (expected 1).${files.length ? ` ${opt.perf ? "perf recordings" : "Round-1 profiles"}: ${files.join(", ")}` : ""}`);
   if (opt.perf) fs.rmSync(perfMap, { force: true }); // written by the workerd we started
 
   const out = path.join(opt.outDir, `profile-auth-${stamp}.json`);
@@ -679,22 +621,14 @@ async function main() {
         kind: "edgegate-auth-profile", profiler: opt.perf ? "linux perf" : "v8 inspector", options: { ...opt, outDir: undefined }, build, tokenBytes: token.length, rounds,
         perRequestUs: { h: { busy: H.busy / H.requests, categories: obj(H.cats, H.requests), self: obj(H.self, H.requests), markers: obj(H.markers, H.requests) }, r: { busy: R.busy / R.requests, categories: obj(R.cats, R.requests), self: obj(R.self, R.requests), markers: obj(R.markers, R.requests) } },
         diff: { categories: catRows, self: selfRows.slice(0, 100), inclusive: inclRows.slice(0, 100), markers: markerRows, buckets: bucketRows },
-        jwksRequests: jwks.counts.requests,
+        jwksRequests: jwks.total(),
       },
       null,
       1,
     ) + "\n",
   );
   console.log(`JSON: ${path.relative(process.cwd(), out)}`);
-  await withTimeout(jwks.close(), 2000, "JWKS server close").catch(() => {});
+  await jwks.close();
 }
 
-try {
-  await main();
-  await cleanupAndExit(0);
-} catch (e) {
-  if (!isCleaningUp()) {
-    console.error(e?.stack || e);
-    await cleanupAndExit(1, "error");
-  }
-}
+await runMain(main);

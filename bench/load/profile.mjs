@@ -14,63 +14,22 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
-import { createRequire } from "node:module";
 import {
-  ROOT, REQUEST_PATH, installCleanupHandlers, cleanupAndExit, isCleaningUp, withTimeout, procCpuMs, startBackend,
-  writeWorkerdConfigs, startWorkerd, startLoadGen, check, fmt, table, ensureBuild, BACKEND_BODY,
+  ROOT, REQUEST_PATH, runMain, parseBenchArgs, numOption, outDirOption, procCpuMs, startBackend, writeWorkerdConfigs,
+  startWorkerd, startLoadGen, inspector, check, fmt, table, ensureBuild, BACKEND_BODY,
 } from "./lib.mjs";
 
-const require = createRequire(import.meta.url);
-const WebSocket = require("ws");
-
-installCleanupHandlers();
-
 function options() {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: "string", short: "d" },
-      connections: { type: "string", short: "c" },
-      interval: { type: "string" },
-      top: { type: "string" },
-      out: { type: "string" },
-    },
-  });
-  const num = (v, def, min, max, name) => {
-    const x = v === undefined ? def : Number(v);
-    if (!Number.isFinite(x) || x < min || x > max) throw new Error(`--${name}: ${v} is not in [${min}, ${max}]`);
-    return x;
-  };
-  return {
-    duration: num(values.duration ?? process.env.BENCH_DURATION, 8, 1, 120, "duration"),
-    connections: Math.round(num(values.connections ?? process.env.BENCH_CONNECTIONS, 10, 1, 1000, "connections")),
-    interval: Math.round(num(values.interval, 100, 10, 10_000, "interval")),
-    top: Math.round(num(values.top, 25, 1, 500, "top")),
-    outDir: path.resolve(values.out ?? process.env.BENCH_OUT ?? path.join(ROOT, "bench/out")),
-  };
-}
-
-/** A minimal Chrome DevTools protocol client over the inspector's WebSocket. */
-async function inspector(url) {
-  const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1 << 30 });
-  await withTimeout(new Promise((res, rej) => { ws.once("open", res); ws.once("error", rej); }), 10_000, `connect ${url}`);
-  let nextId = 1;
-  const pending = new Map();
-  ws.on("message", (data) => {
-    const m = JSON.parse(data.toString());
-    const p = m.id !== undefined && pending.get(m.id);
-    if (!p) return;
-    pending.delete(m.id);
-    m.error ? p.reject(new Error(`${p.method}: ${JSON.stringify(m.error)}`)) : p.resolve(m.result);
+  const values = parseBenchArgs(["duration", "connections", "out"], {
+    interval: { type: "string" },
+    top: { type: "string" },
   });
   return {
-    send(method, params = {}) {
-      const id = nextId++;
-      const p = new Promise((resolve, reject) => pending.set(id, { resolve, reject, method }));
-      ws.send(JSON.stringify({ id, method, params }));
-      return withTimeout(p, 60_000, method);
-    },
-    close: () => ws.close(),
+    duration: numOption(values.duration ?? process.env.BENCH_DURATION, 8, 1, 120, "--duration"),
+    connections: Math.round(numOption(values.connections ?? process.env.BENCH_CONNECTIONS, 10, 1, 1000, "--connections")),
+    interval: Math.round(numOption(values.interval, 100, 10, 10_000, "--interval")),
+    top: Math.round(numOption(values.top, 25, 1, 500, "--top")),
+    outDir: outDirOption(values),
   };
 }
 
@@ -197,12 +156,4 @@ async function main() {
   console.log(`\nJSON: ${path.relative(process.cwd(), out)}`);
 }
 
-try {
-  await main();
-  await cleanupAndExit(0);
-} catch (e) {
-  if (!isCleaningUp()) {
-    console.error(e?.stack || e);
-    await cleanupAndExit(1, "error");
-  }
-}
+await runMain(main);

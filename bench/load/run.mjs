@@ -16,38 +16,21 @@
 // or the same through env: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_WARMUP,
 // BENCH_BACKEND_PROCS, BENCH_LOG_BASELINE=1, BENCH_RUST_BASELINE=1, BENCH_OUT.
 
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
-import { createRequire } from "node:module";
 import {
-  ROOT, BUILD, RS_BUILD, WORKERD, REQUEST_PATH, BACKEND_BODY, CLK_TCK, installCleanupHandlers, cleanupAndExit, isCleaningUp,
-  sleep, procCpuMs, machineCpu, median, sha256, startBackend, writeWorkerdConfigs, startWorkerd,
-  startLoadGen, check, fmt, table, ensureBuild, buildRustPassthrough,
+  BUILD, RS_BUILD, REQUEST_PATH, BACKEND_BODY, CLK_TCK, runMain, boundRun, parseBenchArgs, numFlag, backendProcsOption,
+  outDirOption, git, benchEnv, envLine, median, sha256, startBackend, writeWorkerdConfigs, startWorkerd, startLoadGen,
+  warmUp, runRounds, summariseRounds, failed, warnFailed, writeResult, check, fmt, table, ensureBuild, buildRustPassthrough,
 } from "./lib.mjs";
-
-const require = createRequire(import.meta.url);
-const hdr = require("hdr-histogram-js");
-
-installCleanupHandlers();
 
 // ---------------------------------------------------------------------------------- options
 
 function options() {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: "string", short: "d" },
-      connections: { type: "string", short: "c" },
-      rounds: { type: "string", short: "r" },
-      warmup: { type: "string", short: "w" },
-      "backend-procs": { type: "string" },
-      "log-baseline": { type: "boolean" },
-      "rust-baseline": { type: "boolean" },
-      out: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
+  const values = parseBenchArgs(["duration", "connections", "rounds", "warmup", "backend-procs", "out", "help"], {
+    "log-baseline": { type: "boolean" },
+    "rust-baseline": { type: "boolean" },
   });
   if (values.help) {
     console.log(
@@ -61,21 +44,15 @@ function options() {
     );
     process.exit(0);
   }
-  const num = (flag, env, def, min, max) => {
-    const raw = values[flag] ?? process.env[env];
-    const v = raw === undefined ? def : Number(raw);
-    if (!Number.isFinite(v) || v < min || v > max) throw new Error(`--${flag} / ${env}: ${raw} is not in [${min}, ${max}]`);
-    return v;
-  };
   return {
-    duration: num("duration", "BENCH_DURATION", 10, 1, 600),
-    connections: Math.round(num("connections", "BENCH_CONNECTIONS", 10, 1, 1000)),
-    rounds: Math.round(num("rounds", "BENCH_ROUNDS", 3, 1, 50)),
-    warmup: num("warmup", "BENCH_WARMUP", 3, 0, 120),
-    backendProcs: Math.round(num("backend-procs", "BENCH_BACKEND_PROCS", Math.min(2, os.cpus().length), 1, 64)),
+    duration: numFlag(values, "duration", "BENCH_DURATION", 10, 1, 600),
+    connections: Math.round(numFlag(values, "connections", "BENCH_CONNECTIONS", 10, 1, 1000)),
+    rounds: Math.round(numFlag(values, "rounds", "BENCH_ROUNDS", 3, 1, 50)),
+    warmup: numFlag(values, "warmup", "BENCH_WARMUP", 3, 0, 120),
+    backendProcs: backendProcsOption(values),
     logBaseline: Boolean(values["log-baseline"]) || process.env.BENCH_LOG_BASELINE === "1",
     rustBaseline: Boolean(values["rust-baseline"]) || process.env.BENCH_RUST_BASELINE === "1",
-    outDir: path.resolve(values.out ?? process.env.BENCH_OUT ?? path.join(ROOT, "bench/out")),
+    outDir: outDirOption(values),
   };
 }
 
@@ -84,22 +61,13 @@ async function main() {
   const startedAt = new Date();
   const nTargets = 3 + (opt.logBaseline ? 1 : 0) + (opt.rustBaseline ? 1 : 0);
   const estimateS = opt.rounds * nTargets * (opt.duration + 1.5) + nTargets * opt.warmup + 15;
-  // Global bound on the whole run, whatever happens.
-  setTimeout(() => cleanupAndExit(2, `run exceeded ${Math.round(estimateS * 2 + 120)} s`), (estimateS * 2 + 120) * 1000).unref();
+  boundRun(estimateS);
 
   ensureBuild();
   if (opt.rustBaseline) buildRustPassthrough();
 
-  const workerdVersion = spawnSync(WORKERD, ["--version"], { encoding: "utf8" }).stdout.trim();
-  const git = (args) => spawnSync("git", args, { cwd: ROOT, encoding: "utf8" }).stdout?.trim();
   const env = {
-    node: process.version,
-    workerd: workerdVersion,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
-    loadavgAtStart: os.loadavg().map((x) => +x.toFixed(2)),
-    gitHead: git(["rev-parse", "--short", "HEAD"]),
-    gitDirty: Boolean(git(["status", "--porcelain", "--", "worker", "shared"])),
+    ...benchEnv(),
     worker: {
       indexJsSha256: sha256(path.join(BUILD, "index.js")),
       wasmSha256: sha256(path.join(BUILD, "index_bg.wasm")),
@@ -121,7 +89,7 @@ async function main() {
     `edgegate load comparison: ${opt.rounds} rounds × ${nTargets} targets × ${opt.duration} s, ${opt.connections} connections, ` +
       `warm-up ${opt.warmup} s/target, backend ${opt.backendProcs} process(es); ~${Math.round(estimateS)} s`,
   );
-  console.log(`${env.workerd}, node ${env.node}, ${env.cpus} CPUs, load average at start ${env.loadavgAtStart.join(" ")}`);
+  console.log(envLine(env));
 
   const backend = await startBackend(opt.backendProcs);
   const workDir = path.join(opt.outDir, "load-work");
@@ -143,84 +111,12 @@ async function main() {
 
   const runParams = (t, duration) => ({ url: t.url, connections: opt.connections, duration, timeout: 10, expectBody: BACKEND_BODY });
 
-  if (opt.warmup > 0) {
-    process.stdout.write("warm-up:");
-    for (const t of targets) {
-      const r = await loadgen.run(runParams(t, opt.warmup));
-      process.stdout.write(` ${t.name} ${fmt(r.rps)} req/s;`);
-    }
-    process.stdout.write("\n");
-  }
+  await warmUp(loadgen, targets, runParams, opt.warmup, (t) => t.name);
+  const rounds = await runRounds({
+    rounds: opt.rounds, targets, loadgen, backendPids: backend.pids, params: runParams, duration: opt.duration, pauseMs: 500, pad: [17, 7],
+  });
+  const summary = summariseRounds(rounds, targets);
 
-  const rounds = [];
-  for (let round = 1; round <= opt.rounds; round++) {
-    for (const t of targets) {
-      await sleep(500); // let the previous round's connections close
-      const wd0 = t.workerdPid ? procCpuMs(t.workerdPid) : 0;
-      const be0 = backend.pids.reduce((s, p) => s + procCpuMs(p), 0);
-      const m0 = machineCpu();
-      const r = await loadgen.run(runParams(t, opt.duration));
-      const wd1 = t.workerdPid ? procCpuMs(t.workerdPid) : 0;
-      const be1 = backend.pids.reduce((s, p) => s + procCpuMs(p), 0);
-      const m1 = machineCpu();
-      const served = r.ok + r.non2xx;
-      const wallMs = m1.totalMs - m0.totalMs; // all CPUs
-      const ourMs = (wd1 - wd0) + (be1 - be0) + r.loadgenCpuMs;
-      const rec = {
-        round,
-        target: t.key,
-        name: t.name,
-        ...r,
-        histogram: undefined,
-        workerdCpuMs: t.workerdPid ? wd1 - wd0 : null,
-        workerdCpuUsPerReq: t.workerdPid ? ((wd1 - wd0) * 1000) / served : null,
-        // Share of one core the workerd process used during the round (~100%: it is saturated,
-        // and throughput ≈ 1 / CPU per request).
-        workerdUtilPct: t.workerdPid ? (100 * (wd1 - wd0)) / (r.durationS * 1000) : null,
-        backendCpuUsPerReq: ((be1 - be0) * 1000) / served,
-        loadgenCpuUsPerReq: (r.loadgenCpuMs * 1000) / served,
-        machineBusyPct: (100 * (m1.busyMs - m0.busyMs)) / wallMs,
-        // Busy CPU not spent in our processes (other jobs on the machine, kernel work not
-        // charged to a process), as % of all CPUs: a noise indicator.
-        otherBusyPct: (100 * Math.max(0, m1.busyMs - m0.busyMs - ourMs)) / wallMs,
-      };
-      rounds.push({ rec, hist: r.histogram });
-      console.log(
-        `round ${round} ${t.key} ${t.name.padEnd(17)} ${fmt(r.rps).padStart(7)} req/s  p50 ${fmt(r.latencyMs.p50, 2)} ms  p99 ${fmt(r.latencyMs.p99, 2)} ms` +
-          (t.workerdPid ? `  workerd ${fmt(rec.workerdCpuUsPerReq)} µs/req, ${fmt(rec.workerdUtilPct)}% of a core` : "") +
-          `  machine busy ${fmt(rec.machineBusyPct)}%` +
-          (r.errors || r.non2xx || r.timeouts || r.mismatches ? `  ERRORS ${r.errors} non2xx ${r.non2xx} timeouts ${r.timeouts} mismatches ${r.mismatches}` : ""),
-      );
-    }
-  }
-
-  // ------------------------------------------------------------------------- summarise
-  const summary = {};
-  for (const t of targets) {
-    const mine = rounds.filter((x) => x.rec.target === t.key);
-    const merged = hdr.build({ bitBucketSize: 64, autoResize: true, lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
-    for (const x of mine) merged.add(hdr.decodeFromCompressedBase64(x.hist));
-    const served = mine.reduce((s, x) => s + x.rec.ok + x.rec.non2xx, 0);
-    const sum = (k) => mine.reduce((s, x) => s + (x.rec[k] ?? 0), 0);
-    summary[t.key] = {
-      name: t.name,
-      rounds: mine.length,
-      rpsMedian: median(mine.map((x) => x.rec.rps)),
-      rpsMin: Math.min(...mine.map((x) => x.rec.rps)),
-      rpsMax: Math.max(...mine.map((x) => x.rec.rps)),
-      // Latency over all rounds' responses (merged histogram, µs resolution).
-      p50Ms: merged.getValueAtPercentile(50) / 1000,
-      p99Ms: merged.getValueAtPercentile(99) / 1000,
-      requests: served,
-      errors: sum("errors"), non2xx: sum("non2xx"), timeouts: sum("timeouts"), mismatches: sum("mismatches"),
-      workerdCpuUsPerReq: t.workerdPid ? (sum("workerdCpuMs") * 1000) / served : null,
-      workerdUtilPct: t.workerdPid ? median(mine.map((x) => x.rec.workerdUtilPct)) : null,
-      backendCpuUsPerReq: median(mine.map((x) => x.rec.backendCpuUsPerReq)),
-      loadgenCpuUsPerReq: median(mine.map((x) => x.rec.loadgenCpuUsPerReq)),
-      machineBusyPct: median(mine.map((x) => x.rec.machineBusyPct)),
-      otherBusyPct: median(mine.map((x) => x.rec.otherBusyPct)),
-    };
-  }
   const paired = (num, den) =>
     median(Array.from({ length: opt.rounds }, (_, i) => {
       const n = rounds.find((x) => x.rec.round === i + 1 && x.rec.target === num).rec.rps;
@@ -265,7 +161,7 @@ async function main() {
         return [
           `${t.key} ${s.name}`, fmt(s.rpsMedian), `${fmt(s.rpsMin)}–${fmt(s.rpsMax)}`, fmt(s.p50Ms, 2), fmt(s.p99Ms, 2),
           s.workerdCpuUsPerReq === null ? "-" : fmt(s.workerdCpuUsPerReq), s.workerdUtilPct === null ? "-" : `${fmt(s.workerdUtilPct)}%`, fmt(s.backendCpuUsPerReq), fmt(s.loadgenCpuUsPerReq),
-          `${fmt(s.machineBusyPct)}%`, `${fmt(s.otherBusyPct)}%`, String(s.errors + s.non2xx + s.timeouts + s.mismatches),
+          `${fmt(s.machineBusyPct)}%`, `${fmt(s.otherBusyPct)}%`, String(failed(s)),
         ];
       }),
       ["l"],
@@ -292,8 +188,7 @@ async function main() {
   }
   console.log(`edgegate ≥ 90% of pass-through throughput: ${ratios.edgegateOverPassthrough >= 0.9 ? "YES" : "NO"}`);
   if (a.rpsMedian < 1.5 * b.rpsMedian) console.log("WARNING: direct is not well above pass-through: the backend or the load tool may be the bottleneck.");
-  const totalErrors = Object.values(summary).reduce((s, x) => s + x.errors + x.non2xx + x.timeouts + x.mismatches, 0);
-  if (totalErrors) console.log(`WARNING: ${totalErrors} failed requests (see JSON)`);
+  warnFailed(summary);
 
   const result = {
     kind: "edgegate-load-comparison",
@@ -309,20 +204,7 @@ async function main() {
     ratios,
     rounds: rounds.map((x) => x.rec),
   };
-  fs.mkdirSync(opt.outDir, { recursive: true });
-  const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
-  const outFile = path.join(opt.outDir, `load-${stamp}.json`);
-  fs.writeFileSync(outFile, JSON.stringify(result, null, 2) + "\n");
-  fs.copyFileSync(outFile, path.join(opt.outDir, "load-latest.json"));
-  console.log(`\nJSON: ${path.relative(process.cwd(), outFile) || outFile} (also load-latest.json)`);
+  writeResult(opt.outDir, "load", startedAt, result);
 }
 
-try {
-  await main();
-  await cleanupAndExit(0);
-} catch (e) {
-  if (!isCleaningUp()) {
-    console.error(e?.stack || e);
-    await cleanupAndExit(1, "error");
-  }
-}
+await runMain(main);
