@@ -43,7 +43,7 @@ fn fixture_json() -> String {
       "environment": "sandbox", "plan_id": "free", "status": "suspended"}},
     {{"id": "s3", "application_id": "app1", "api": "orders", "versions": ["v3"],
       "environment": "production", "plan_id": "free", "status": "expired",
-      "valid_from": -5}},
+      "valid_from": 5}},
     {{"id": "s4", "application_id": "app1", "api": "payments", "versions": ["v1"],
       "environment": "production", "plan_id": "gold", "status": "active"}}
   ]
@@ -130,7 +130,7 @@ fn json_round_trip_and_lookups_answer_what_the_json_says() {
     );
     assert_eq!(
         snap.subscription("s3").and_then(|s| s.valid_from()),
-        Some(-5)
+        Some(5)
     );
 
     let key = snap.credential(CredentialKind::ApiKey, KEY_A).expect("key");
@@ -492,12 +492,19 @@ const STRINGS: &[&str] = &["s", "a", "api", "prod", "p", "t", "r", "v1", "s2", "
 /// No consumers, applications or credentials; plan 4/5/6.
 const PLANS: [u8; 7] = [0, 0, 0, 1, 4, 5, 6];
 
-/// PLANS, then the subscriptions given as raw records.
+/// PLANS, then the subscriptions given as raw records. Records are written here as id, app,
+/// api, env, plan, status, flags, …: the flags byte (index 6) is moved first, where the
+/// format has it (all ids here are one-byte string ids).
 fn subs(records: &[&[u8]]) -> Vec<u8> {
     let mut out = PLANS.to_vec();
     v(&mut out, records.len() as u64);
     for r in records {
-        out.extend_from_slice(r);
+        let mut r = r.to_vec();
+        if r.len() > 6 {
+            let flags = r.remove(6);
+            r.insert(0, flags);
+        }
+        out.extend_from_slice(&r);
     }
     out
 }
@@ -649,7 +656,7 @@ fn hand_built_structures_are_checked() {
             "unknown flag",
             build(
                 STRINGS,
-                &subs(&[&[0, 1, 2, 3, 4, 0, 0x10, 1, 7, 0, 0, 0, 0]]),
+                &subs(&[&[0, 1, 2, 3, 4, 0, 0x20, 1, 7, 0, 0, 0, 0]]),
             ),
             |e| {
                 matches!(
@@ -742,6 +749,29 @@ fn hand_built_structures_are_checked() {
                     &[5, 1, 2, 3, 4, 0, 0, 1, 7, 0, 0, 0, 0],
                 ]),
             ),
+            |e| matches!(e, SnapshotError::BadRecord { .. }),
+        ),
+        (
+            "validity time before 1970",
+            // flags 4 (valid_from), then zigzag(-1) = 1.
+            build(
+                STRINGS,
+                &subs(&[&[0, 1, 2, 3, 4, 0, 4, 1, 1, 7, 0, 0, 0, 0]]),
+            ),
+            |e| {
+                matches!(
+                    e,
+                    SnapshotError::BadRecord {
+                        what: "validity time outside 1970..2106",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "credential key not a SHA-256",
+            // 0 consumers, 0 applications, 1 credential: kind 0, key tag 1 "ab", …
+            build(STRINGS, &[0, 0, 1, 0, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0]),
             |e| matches!(e, SnapshotError::BadRecord { .. }),
         ),
         (

@@ -1,17 +1,20 @@
 //! The snapshot's binary encoding, as stored in KV, and its decoder.
 //!
-//! Layout (format version 1; `v` = LEB128 varint, `s` = string id as `v`, `i` = zigzag `v`):
+//! Layout (format version 2; `v` = LEB128 varint, `s` = string id as `v`, `i` = zigzag `v`):
 //!
 //! ```text
-//! "EGSN" | format u8 = 1 | version: v len, UTF-8
+//! "EGSN" | format u8 = 2 | version: v len, UTF-8
 //! strings:       v count, each v len + UTF-8             (each distinct string once)
 //! consumers:     v count, each s id, s name, u8 status
 //! applications:  v count, each s id, s consumer, s name
-//! credentials:   v count, each u8 kind, s key, s consumer, u8 flags (1 app, 2 expires),
+//! credentials:   v count, each u8 kind, key, s consumer, u8 flags (1 app, 2 expires),
 //!                [s app], [i expires_at], u8 status, v n + n × s scope
+//!                key: u8 0 + 32 bytes (a SHA-256), or u8 1 + v len + UTF-8 (any other
+//!                text: encodes, and the decoder refuses it)
 //! plans:         v count, each s id, s tier, s rate_plan
-//! subscriptions: v count, each s id, s app, s api, s env, s plan, u8 status,
-//!                u8 flags (1 pii, 2 canary, 4 valid_from, 8 valid_until),
+//! subscriptions: v count, each u8 flags (1 pii, 2 canary, 4 valid_from, 8 valid_until,
+//!                16 UUID id), id (16 bytes if a canonical lowercase UUID, else s),
+//!                s app, s api, s env, s plan, u8 status,
 //!                [s canary], [i valid_from], [i valid_until],
 //!                v n + n × s version, v n + n × s scope,
 //!                v n + n × cidr allow, v n + n × cidr deny, v n + n × (s key, s value)
@@ -28,8 +31,9 @@
 //! bounded by the input size, not by counts the input claims.
 
 use super::index::{
-    fx, hash1, hash3, hash_cred, AppRec, ConsumerRec, CredRec, PlanRec, Snapshot, SubRec, Table,
-    CRED_ALL, CRED_APP, CRED_EXPIRES, NONE, SUB_ALL, SUB_CANARY, SUB_FROM, SUB_PII, SUB_UNTIL,
+    digest_bytes, fx, hash1, hash3, hash_cred, uuid_bytes, uuid_text, AppRec, ConsumerRec, CredRec,
+    PlanRec, Snapshot, SubRec, SubscriptionId, Table, CRED_ALL, CRED_APP, CRED_EXPIRES, NONE,
+    SUB_ALL, SUB_CANARY, SUB_FROM, SUB_PII, SUB_UNTIL, SUB_UUID,
 };
 use super::model::{
     Cidr, CidrError, ConsumerStatus, CredentialKind, SnapshotDoc, Subscription, SubscriptionStatus,
@@ -41,7 +45,7 @@ use std::fmt;
 /// The first four bytes of every encoded snapshot.
 pub const MAGIC: [u8; 4] = *b"EGSN";
 /// The layout version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 const HEADER: usize = MAGIC.len() + 1;
 const TRAILER: usize = 8;
 const CHECKSUM_SEED: u64 = 0x4547_534e_0000_0001;
@@ -265,7 +269,17 @@ pub fn encode(doc: &SnapshotDoc) -> Vec<u8> {
             CredentialKind::ApiKey => 0,
             CredentialKind::Certificate => 1,
         });
-        w.s(&c.key);
+        match digest_bytes(&c.key) {
+            Some(digest) => {
+                w.out.push(0);
+                w.out.extend_from_slice(&digest);
+            }
+            None => {
+                w.out.push(1);
+                w.v(c.key.len() as u64);
+                w.out.extend_from_slice(c.key.as_bytes());
+            }
+        }
         w.s(&c.consumer_id);
         let flags = if c.application_id.is_some() {
             CRED_APP
@@ -308,16 +322,7 @@ pub fn encode(doc: &SnapshotDoc) -> Vec<u8> {
     });
     w.v(subs.len() as u64);
     for s in subs {
-        w.s(&s.id);
-        w.s(&s.application_id);
-        w.s(&s.api);
-        w.s(&s.environment);
-        w.s(&s.plan_id);
-        w.out.push(match s.status {
-            SubscriptionStatus::Active => 0,
-            SubscriptionStatus::Suspended => 1,
-            SubscriptionStatus::Expired => 2,
-        });
+        let uuid = uuid_bytes(&s.id);
         let flags = if s.flags.pii_access { SUB_PII } else { 0 }
             | if s.flags.canary_group.is_some() {
                 SUB_CANARY
@@ -329,8 +334,22 @@ pub fn encode(doc: &SnapshotDoc) -> Vec<u8> {
                 SUB_UNTIL
             } else {
                 0
-            };
+            }
+            | if uuid.is_some() { SUB_UUID } else { 0 };
         w.out.push(flags);
+        match uuid {
+            Some(bytes) => w.out.extend_from_slice(&bytes),
+            None => w.s(&s.id),
+        }
+        w.s(&s.application_id);
+        w.s(&s.api);
+        w.s(&s.environment);
+        w.s(&s.plan_id);
+        w.out.push(match s.status {
+            SubscriptionStatus::Active => 0,
+            SubscriptionStatus::Suspended => 1,
+            SubscriptionStatus::Expired => 2,
+        });
         if let Some(c) = &s.flags.canary_group {
             w.s(c);
         }
@@ -589,14 +608,28 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         snap.applications.push(AppRec { id, consumer, name });
     }
 
-    let n = r.count("credentials", 6)?;
+    let n = r.count("credentials", 7)?;
     snap.credentials.reserve_exact(n);
+    snap.cred_keys.reserve_exact(n);
     for _ in 0..n {
         let kind = match r.enum_byte("credential kind", 1)? {
             0 => CredentialKind::ApiKey,
             _ => CredentialKind::Certificate,
         };
-        let key = r.s()?;
+        let at = r.pos;
+        match r.byte()? {
+            0 => {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(r.bytes(32)?);
+                snap.cred_keys.push(key);
+            }
+            _ => {
+                return Err(SnapshotError::BadRecord {
+                    what: "credential key is not 64 lowercase hex digits (a SHA-256)",
+                    at,
+                })
+            }
+        }
         let consumer = r.s()?;
         let flags = r.flags("credential flags", CRED_ALL)?;
         let app = if flags & CRED_APP != 0 { r.s()? } else { NONE };
@@ -608,7 +641,6 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         };
         let (scopes, n_scopes) = read_ids(&mut r, &mut snap.lists, "credential scopes")?;
         snap.credentials.push(CredRec {
-            key,
             consumer,
             app,
             expires_at,
@@ -635,6 +667,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
 
     let n = r.count("subscriptions", 12)?;
     snap.subscriptions.reserve_exact(n);
+    snap.sub_uuids.reserve_exact(n);
     for _ in 0..n {
         let rec = read_subscription(&mut r, &mut snap)?;
         snap.subscriptions.push(rec);
@@ -643,6 +676,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         return Err(SnapshotError::TrailingBytes { at: r.pos });
     }
     snap.lists.shrink_to_fit();
+    snap.sub_uuids.shrink_to_fit();
     snap.cidrs.shrink_to_fit();
     build_tables(&mut snap, body.len())?;
     Ok(snap)
@@ -662,7 +696,16 @@ fn read_ids(r: &mut Reader<'_>, lists: &mut Vec<u32>, what: &'static str) -> R<(
 }
 
 fn read_subscription(r: &mut Reader<'_>, snap: &mut Snapshot) -> R<SubRec> {
-    let id = r.s()?;
+    let flags = r.flags("subscription flags", SUB_ALL)?;
+    let id = if flags & SUB_UUID != 0 {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(r.bytes(16)?);
+        let i = list_start(r, snap.sub_uuids.len(), "subscriptions")?;
+        snap.sub_uuids.push(bytes);
+        i
+    } else {
+        r.s()?
+    };
     let app = r.s()?;
     let api = r.s()?;
     let env = r.s()?;
@@ -672,14 +715,23 @@ fn read_subscription(r: &mut Reader<'_>, snap: &mut Snapshot) -> R<SubRec> {
         1 => SubscriptionStatus::Suspended,
         _ => SubscriptionStatus::Expired,
     };
-    let flags = r.flags("subscription flags", SUB_ALL)?;
     let canary = if flags & SUB_CANARY != 0 {
         r.s()?
     } else {
         NONE
     };
-    let valid_from = if flags & SUB_FROM != 0 { r.i()? } else { 0 };
-    let valid_until = if flags & SUB_UNTIL != 0 { r.i()? } else { 0 };
+    let mut time = |on: u8| -> R<u32> {
+        if flags & on == 0 {
+            return Ok(0);
+        }
+        let at = r.pos;
+        u32::try_from(r.i()?).map_err(|_| SnapshotError::BadRecord {
+            what: "validity time outside 1970..2106",
+            at,
+        })
+    };
+    let valid_from = time(SUB_FROM)?;
+    let valid_until = time(SUB_UNTIL)?;
     let at = r.pos;
     let (lists, n_versions) = read_ids(r, &mut snap.lists, "versions")?;
     if n_versions == 0 {
@@ -713,6 +765,9 @@ fn read_subscription(r: &mut Reader<'_>, snap: &mut Snapshot) -> R<SubRec> {
         snap.lists.push(k);
         snap.lists.push(r.s()?);
     }
+    if canary != NONE {
+        snap.lists.push(canary);
+    }
     // Every list start must stay addressable.
     list_start(r, snap.lists.len(), "lists")?;
     list_start(r, snap.cidrs.len(), "CIDR lists")?;
@@ -722,14 +777,13 @@ fn read_subscription(r: &mut Reader<'_>, snap: &mut Snapshot) -> R<SubRec> {
         api,
         env,
         plan,
-        canary,
         valid_from,
         valid_until,
         lists,
+        cidrs,
         n_versions,
         n_scopes,
         n_meta,
-        cidrs,
         n_allow,
         n_deny,
         status,
@@ -773,14 +827,12 @@ fn build_tables(snap: &mut Snapshot, end: usize) -> R<()> {
     let app_table = t;
 
     let mut t = Table::with_records(s.credentials.len());
-    for (i, rec) in s.credentials.iter().enumerate() {
-        let key = s.s(rec.key);
-        let same = |j: u32| {
-            let other = &s.credentials[j as usize];
-            other.kind == rec.kind && s.s(other.key) == key
-        };
+    for (i, (rec, key)) in s.credentials.iter().zip(&s.cred_keys).enumerate() {
+        let same =
+            |j: u32| s.credentials[j as usize].kind == rec.kind && s.cred_keys[j as usize] == *key;
         if t.insert(hash_cred(rec.kind, key), i as u32, same).is_some() {
-            return Err(dup("credential", key));
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            return Err(dup("credential", &hex));
         }
     }
     let cred_table = t;
@@ -796,15 +848,27 @@ fn build_tables(snap: &mut Snapshot, end: usize) -> R<()> {
     }
     let plan_table = t;
 
+    let sub_id = |rec: &SubRec| -> SubscriptionId<'_> {
+        if rec.flags & SUB_UUID != 0 {
+            let bytes = s
+                .sub_uuids
+                .get(rec.id as usize)
+                .copied()
+                .unwrap_or_default();
+            SubscriptionId::Uuid(uuid_text(&bytes))
+        } else {
+            SubscriptionId::Text(s.s(rec.id))
+        }
+    };
     let mut t = Table::with_records(s.subscriptions.len());
     for (i, rec) in s.subscriptions.iter().enumerate() {
-        let id = s.s(rec.id);
-        if t.insert(hash1(id), i as u32, |j| {
-            s.s(s.subscriptions[j as usize].id) == id
+        let id = sub_id(rec);
+        if t.insert(hash1(&id), i as u32, |j| {
+            *sub_id(&s.subscriptions[j as usize]) == *id
         })
         .is_some()
         {
-            return Err(dup("subscription", id));
+            return Err(dup("subscription", &id));
         }
     }
     // Checked at decode only: the index keeps no table by subscription id.
@@ -822,21 +886,21 @@ fn build_tables(snap: &mut Snapshot, end: usize) -> R<()> {
         }
     }
     let mut t = Table::with_records(starts.len());
-    for (g, &start) in starts.iter().enumerate() {
+    for &start in &starts {
         let rec = &s.subscriptions[start as usize];
         let (a, p, e) = (s.s(rec.app), s.s(rec.api), s.s(rec.env));
-        let same = |h: u32| {
-            let other = &s.subscriptions[starts[h as usize] as usize];
+        let same = |other: u32| {
+            let other = &s.subscriptions[other as usize];
             s.s(other.app) == a && s.s(other.api) == p && s.s(other.env) == e
         };
-        if t.insert(hash3(a, p, e), g as u32, same).is_some() {
+        if t.insert(hash3(a, p, e), start, same).is_some() {
             return Err(SnapshotError::BadRecord {
                 what: "subscriptions of one application, API and environment not contiguous",
                 at: end,
             });
         }
     }
-    starts.push(s.subscriptions.len() as u32);
+    drop(starts);
     let group_table = t;
 
     snap.consumer_table = consumer_table;
@@ -844,6 +908,5 @@ fn build_tables(snap: &mut Snapshot, end: usize) -> R<()> {
     snap.cred_table = cred_table;
     snap.plan_table = plan_table;
     snap.group_table = group_table;
-    snap.group_starts = starts;
     Ok(())
 }

@@ -25,7 +25,9 @@ pub(super) const SUB_PII: u8 = 1;
 pub(super) const SUB_CANARY: u8 = 2;
 pub(super) const SUB_FROM: u8 = 4;
 pub(super) const SUB_UNTIL: u8 = 8;
-pub(super) const SUB_ALL: u8 = SUB_PII | SUB_CANARY | SUB_FROM | SUB_UNTIL;
+/// The id is a canonical lowercase UUID, stored as 16 bytes (`Snapshot::sub_uuids`).
+pub(super) const SUB_UUID: u8 = 16;
+pub(super) const SUB_ALL: u8 = SUB_PII | SUB_CANARY | SUB_FROM | SUB_UNTIL | SUB_UUID;
 // Credential flag bits.
 pub(super) const CRED_APP: u8 = 1;
 pub(super) const CRED_EXPIRES: u8 = 2;
@@ -45,9 +47,9 @@ pub(super) struct AppRec {
     pub name: u32,
 }
 
+/// A credential; its key is `Snapshot::cred_keys` at the same index.
 #[derive(Debug, Clone)]
 pub(super) struct CredRec {
-    pub key: u32,
     pub consumer: u32,
     /// [`NONE`] when the credential is not bound to an application.
     pub app: u32,
@@ -68,30 +70,33 @@ pub(super) struct PlanRec {
 
 #[derive(Debug, Clone)]
 pub(super) struct SubRec {
+    /// An index in `Snapshot::sub_uuids` if `flags & SUB_UUID`, else a string id.
     pub id: u32,
     pub app: u32,
     pub api: u32,
     pub env: u32,
     pub plan: u32,
-    /// [`NONE`] unless `flags & SUB_CANARY`.
-    pub canary: u32,
-    pub valid_from: i64,
-    pub valid_until: i64,
-    /// Start in `Snapshot::lists`: versions, then scopes, then metadata (key, value) pairs.
+    /// Unix seconds; meaningful only with `SUB_FROM` / `SUB_UNTIL`.
+    pub valid_from: u32,
+    pub valid_until: u32,
+    /// Start in `Snapshot::lists`: versions, then scopes, then metadata (key, value) pairs,
+    /// then the canary group if `flags & SUB_CANARY`.
     pub lists: u32,
+    /// Start in `Snapshot::cidrs`: allow, then deny.
+    pub cidrs: u32,
     pub n_versions: u16,
     pub n_scopes: u16,
     pub n_meta: u16,
-    /// Start in `Snapshot::cidrs`: allow, then deny.
-    pub cidrs: u32,
     pub n_allow: u16,
     pub n_deny: u16,
     pub status: SubscriptionStatus,
     pub flags: u8,
 }
 
-/// An open-addressing hash table of record indices (linear probing, load ≤ 1/2). The key is
-/// not stored: a probe compares the query against the record the slot points to.
+/// An open-addressing hash table of record indices (linear probing, load ≤ 2/3). The key is
+/// not stored: a probe compares the query against the record the slot points to. The home
+/// slot is the hash's high bits scaled to the table size (no power-of-two rounding, so the
+/// table is 1.5 slots per record, not up to 4).
 #[derive(Debug, Default)]
 pub(super) struct Table {
     slots: Vec<u32>,
@@ -99,17 +104,27 @@ pub(super) struct Table {
 
 impl Table {
     pub fn with_records(n: usize) -> Table {
-        let size = (n.max(1) * 2).next_power_of_two();
         Table {
-            slots: vec![NONE; size],
+            slots: vec![NONE; n + n / 2 + 1],
+        }
+    }
+
+    fn home(&self, hash: u64) -> usize {
+        ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() {
+            0
+        } else {
+            i + 1
         }
     }
 
     /// Inserts `idx` unless `same(existing)` holds for a record already there; returns that
     /// existing index.
     pub fn insert(&mut self, hash: u64, idx: u32, same: impl Fn(u32) -> bool) -> Option<u32> {
-        let mask = self.slots.len() - 1;
-        let mut i = (hash as usize) & mask;
+        let mut i = self.home(hash);
         loop {
             match self.slots[i] {
                 NONE => {
@@ -117,19 +132,18 @@ impl Table {
                     return None;
                 }
                 other if same(other) => return Some(other),
-                _ => i = (i + 1) & mask,
+                _ => i = self.next(i),
             }
         }
     }
 
     pub fn find(&self, hash: u64, same: impl Fn(u32) -> bool) -> Option<u32> {
-        let mask = self.slots.len().checked_sub(1)?;
-        let mut i = (hash as usize) & mask;
+        let mut i = self.home(hash);
         loop {
             match *self.slots.get(i)? {
                 NONE => return None,
                 idx if same(idx) => return Some(idx),
-                _ => i = (i + 1) & mask,
+                _ => i = self.next(i),
             }
         }
     }
@@ -170,8 +184,62 @@ pub(super) fn hash1(s: &str) -> u64 {
     finish(fx(0, s.as_bytes()))
 }
 
-pub(super) fn hash_cred(kind: CredentialKind, key: &str) -> u64 {
-    finish(fx(kind as u64 + 1, key.as_bytes()))
+pub(super) fn hash_cred(kind: CredentialKind, key: &[u8; 32]) -> u64 {
+    finish(fx(kind as u64 + 1, key))
+}
+
+/// The canonical text of a UUID stored as 16 bytes: lowercase, hyphenated.
+pub(super) fn uuid_text(bytes: &[u8; 16]) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 36];
+    let mut o = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            o += 1;
+        }
+        out[o] = HEX[usize::from(b >> 4)];
+        out[o + 1] = HEX[usize::from(b & 15)];
+        o += 2;
+    }
+    out
+}
+
+/// The 16 bytes of `s` if it is a canonical lowercase hyphenated UUID (so [`uuid_text`]
+/// gives `s` back exactly).
+pub(super) fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut digits = b.iter().filter(|&&c| c != b'-');
+    for o in &mut out {
+        let hi = lower_hex(*digits.next()?)?;
+        let lo = lower_hex(*digits.next()?)?;
+        *o = hi << 4 | lo;
+    }
+    Some(out)
+}
+
+/// The 32 bytes of a 64-digit lowercase hex string (a SHA-256 as the snapshot writes it).
+pub(crate) fn digest_bytes(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        *o = lower_hex(pair[0])? << 4 | lower_hex(pair[1])?;
+    }
+    Some(out)
+}
+
+fn lower_hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
 }
 
 pub(super) fn hash3(a: &str, b: &str, c: &str) -> u64 {
@@ -189,17 +257,20 @@ pub struct Snapshot {
     pub(super) consumers: Vec<ConsumerRec>,
     pub(super) applications: Vec<AppRec>,
     pub(super) credentials: Vec<CredRec>,
+    /// SHA-256 key of each credential, by credential index.
+    pub(super) cred_keys: Vec<[u8; 32]>,
     pub(super) plans: Vec<PlanRec>,
     pub(super) subscriptions: Vec<SubRec>,
+    /// Subscription ids that are canonical UUIDs, 16 bytes each.
+    pub(super) sub_uuids: Vec<[u8; 16]>,
     pub(super) lists: Vec<u32>,
     pub(super) cidrs: Vec<Cidr>,
-    /// Start index in `subscriptions` of each (application, API, environment) group, plus a
-    /// final end.
-    pub(super) group_starts: Vec<u32>,
     pub(super) consumer_table: Table,
     pub(super) app_table: Table,
     pub(super) cred_table: Table,
     pub(super) plan_table: Table,
+    /// Index in `subscriptions` of the first record of each (application, API, environment)
+    /// group; the group runs while those three string ids stay the same.
     pub(super) group_table: Table,
 }
 
@@ -278,11 +349,12 @@ impl Snapshot {
             + v(&self.consumers)
             + v(&self.applications)
             + v(&self.credentials)
+            + v(&self.cred_keys)
             + v(&self.plans)
             + v(&self.subscriptions)
+            + v(&self.sub_uuids)
             + v(&self.lists)
             + v(&self.cidrs)
-            + v(&self.group_starts)
             + self.consumer_table.bytes()
             + self.app_table.bytes()
             + self.cred_table.bytes()
@@ -300,21 +372,24 @@ impl Snapshot {
         environment: &str,
     ) -> impl ExactSizeIterator<Item = SubscriptionView<'a>> + 'a {
         let h = hash3(application_id, api, environment);
-        let group = self.group_table.find(h, |g| {
-            self.group_starts
-                .get(g as usize)
-                .and_then(|&start| self.subscriptions.get(start as usize))
-                .is_some_and(|r| {
-                    self.s(r.app) == application_id
-                        && self.s(r.api) == api
-                        && self.s(r.env) == environment
-                })
+        let start = self.group_table.find(h, |i| {
+            self.subscriptions.get(i as usize).is_some_and(|r| {
+                self.s(r.app) == application_id
+                    && self.s(r.api) == api
+                    && self.s(r.env) == environment
+            })
         });
-        let range = group
-            .and_then(|g| {
-                let start = *self.group_starts.get(g as usize)? as usize;
-                let end = *self.group_starts.get(g as usize + 1)? as usize;
-                self.subscriptions.get(start..end)
+        let range = start
+            .and_then(|i| self.subscriptions.get(i as usize..))
+            .map(|from| {
+                let len = from.first().map_or(0, |first| {
+                    from.iter()
+                        .take_while(|r| {
+                            r.app == first.app && r.api == first.api && r.env == first.env
+                        })
+                        .count()
+                });
+                &from[..len]
             })
             .unwrap_or_default();
         range
@@ -336,16 +411,29 @@ impl Snapshot {
     }
 
     /// The credential of this kind with this key (hex SHA-256 of the API key, or the
-    /// certificate fingerprint, lowercase). Runs per request.
+    /// certificate fingerprint, lowercase); None also when `key` is not 64 lowercase hex
+    /// digits.
     pub fn credential(&self, kind: CredentialKind, key: &str) -> Option<CredentialView<'_>> {
-        let i = self.cred_table.find(hash_cred(kind, key), |i| {
+        self.credential_by_digest(kind, &digest_bytes(key)?)
+    }
+
+    /// The credential of this kind whose key is this SHA-256 digest. Runs per request: one
+    /// hash and a probe, no allocation.
+    pub fn credential_by_digest(
+        &self,
+        kind: CredentialKind,
+        digest: &[u8; 32],
+    ) -> Option<CredentialView<'_>> {
+        let i = self.cred_table.find(hash_cred(kind, digest), |i| {
             self.credentials
                 .get(i as usize)
-                .is_some_and(|r| r.kind == kind && self.s(r.key) == key)
+                .is_some_and(|r| r.kind == kind)
+                && self.cred_keys.get(i as usize) == Some(digest)
         })?;
         Some(CredentialView {
             snap: self,
             rec: self.credentials.get(i as usize)?,
+            key: self.cred_keys.get(i as usize)?,
         })
     }
 
@@ -406,7 +494,15 @@ impl Snapshot {
             credentials: self
                 .credentials
                 .iter()
-                .map(|rec| CredentialView { snap: self, rec }.to_model())
+                .zip(&self.cred_keys)
+                .map(|(rec, key)| {
+                    CredentialView {
+                        snap: self,
+                        rec,
+                        key,
+                    }
+                    .to_model()
+                })
                 .collect(),
             plans: self
                 .plans
@@ -490,6 +586,7 @@ impl<'a> ApplicationView<'a> {
 pub struct CredentialView<'a> {
     snap: &'a Snapshot,
     rec: &'a CredRec,
+    key: &'a [u8; 32],
 }
 
 impl<'a> CredentialView<'a> {
@@ -497,9 +594,13 @@ impl<'a> CredentialView<'a> {
     pub fn kind(&self) -> CredentialKind {
         self.rec.kind
     }
-    /// Its key (hex SHA-256).
-    pub fn key(&self) -> &'a str {
-        self.snap.s(self.rec.key)
+    /// Its key: the SHA-256 digest.
+    pub fn key_digest(&self) -> &'a [u8; 32] {
+        self.key
+    }
+    /// Its key as 64 lowercase hex digits (allocates).
+    pub fn key_hex(&self) -> String {
+        self.key.iter().map(|b| format!("{b:02x}")).collect()
     }
     /// The consumer it belongs to.
     pub fn consumer_id(&self) -> &'a str {
@@ -528,7 +629,7 @@ impl<'a> CredentialView<'a> {
     pub fn to_model(&self) -> Credential {
         Credential {
             kind: self.kind(),
-            key: self.key().into(),
+            key: self.key_hex(),
             consumer_id: self.consumer_id().into(),
             application_id: self.application_id().map(Into::into),
             status: self.status(),
@@ -576,9 +677,14 @@ pub struct SubscriptionView<'a> {
 }
 
 impl<'a> SubscriptionView<'a> {
-    /// Its id.
-    pub fn id(&self) -> &'a str {
-        self.snap.s(self.rec.id)
+    /// Its id (UUIDs are kept as 16 bytes and spelled out here, without allocating).
+    pub fn id(&self) -> SubscriptionId<'a> {
+        if self.rec.flags & SUB_UUID != 0 {
+            let bytes = self.snap.sub_uuids.get(self.rec.id as usize);
+            SubscriptionId::Uuid(bytes.map_or([b'0'; 36], uuid_text))
+        } else {
+            SubscriptionId::Text(self.snap.s(self.rec.id))
+        }
     }
     /// The subscribed application's id.
     pub fn application_id(&self) -> &'a str {
@@ -617,11 +723,11 @@ impl<'a> SubscriptionView<'a> {
     }
     /// Unix seconds from which it is valid.
     pub fn valid_from(&self) -> Option<i64> {
-        (self.rec.flags & SUB_FROM != 0).then_some(self.rec.valid_from)
+        (self.rec.flags & SUB_FROM != 0).then_some(i64::from(self.rec.valid_from))
     }
     /// Unix seconds from which it is no longer valid.
     pub fn valid_until(&self) -> Option<i64> {
-        (self.rec.flags & SUB_UNTIL != 0).then_some(self.rec.valid_until)
+        (self.rec.flags & SUB_UNTIL != 0).then_some(i64::from(self.rec.valid_until))
     }
     /// Scopes it grants.
     pub fn scopes(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
@@ -648,7 +754,14 @@ impl<'a> SubscriptionView<'a> {
     }
     /// Its canary group.
     pub fn canary_group(&self) -> Option<&'a str> {
-        (self.rec.flags & SUB_CANARY != 0).then(|| self.snap.s(self.rec.canary))
+        if self.rec.flags & SUB_CANARY == 0 {
+            return None;
+        }
+        let at = self.rec.lists
+            + u32::from(self.rec.n_versions)
+            + u32::from(self.rec.n_scopes)
+            + 2 * u32::from(self.rec.n_meta);
+        self.snap.ids(at, 1).first().map(|&id| self.snap.s(id))
     }
     /// Whether it may receive personal data.
     pub fn pii_access(&self) -> bool {
@@ -670,7 +783,7 @@ impl<'a> SubscriptionView<'a> {
     /// An owned copy (allocates).
     pub fn to_model(&self) -> Subscription {
         Subscription {
-            id: self.id().into(),
+            id: self.id().to_string(),
             application_id: self.application_id().into(),
             api: self.api().into(),
             versions: self.versions().map(Into::into).collect(),
@@ -691,5 +804,49 @@ impl<'a> SubscriptionView<'a> {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         }
+    }
+}
+
+/// A subscription's id as [`SubscriptionView::id`] returns it: borrowed text, or a UUID
+/// spelled out in place. Derefs to `str`.
+#[derive(Debug, Clone, Copy)]
+pub enum SubscriptionId<'a> {
+    /// Kept as text in the snapshot.
+    Text(&'a str),
+    /// Kept as 16 bytes; this is its canonical spelling (ASCII).
+    Uuid([u8; 36]),
+}
+
+impl std::ops::Deref for SubscriptionId<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            SubscriptionId::Text(s) => s,
+            SubscriptionId::Uuid(b) => std::str::from_utf8(b).unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for SubscriptionId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl PartialEq<str> for SubscriptionId<'_> {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for SubscriptionId<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<String> for SubscriptionId<'_> {
+    fn eq(&self, other: &String) -> bool {
+        **self == **other
     }
 }

@@ -19,7 +19,7 @@ pub mod shard;
 pub use codec::{decode, encode, SnapshotError};
 pub use generate::generate;
 pub use index::{
-    ApplicationView, ConsumerView, CredentialView, PlanView, Snapshot, SnapshotLen,
+    ApplicationView, ConsumerView, CredentialView, PlanView, Snapshot, SnapshotLen, SubscriptionId,
     SubscriptionView,
 };
 pub use model::{

@@ -381,7 +381,8 @@ pub fn from_json(text: &str) -> Result<SnapshotDoc, ConfigErrors> {
 /// Checks the rules serde cannot: ids unique (credentials: per kind and key), every reference
 /// resolves (application → consumer, credential → consumer and application, subscription →
 /// application and plan), credential keys are 64 lowercase hex digits, `versions` is not
-/// empty, `valid_from < valid_until` when both are set, and no list exceeds
+/// empty, validity times are unix seconds from 1970 to 2106 (the index keeps them in 32 bits)
+/// and `valid_from < valid_until` when both are set, and no list exceeds
 /// [`MAX_LIST_LEN`].
 ///
 /// Errors: all failures, each with its JSON path.
@@ -498,6 +499,14 @@ pub fn validate(doc: &SnapshotDoc) -> Result<(), ConfigErrors> {
                 format!("$.subscriptions[{i}].versions"),
                 "empty (use [\"*\"] for all versions)".into(),
             );
+        }
+        for (name, t) in [("valid_from", s.valid_from), ("valid_until", s.valid_until)] {
+            if t.is_some_and(|t| u32::try_from(t).is_err()) {
+                err(
+                    format!("$.subscriptions[{i}].{name}"),
+                    "outside 0..=4294967295 (unix seconds, 1970 to 2106)".into(),
+                );
+            }
         }
         if let (Some(from), Some(until)) = (s.valid_from, s.valid_until) {
             if from >= until {
