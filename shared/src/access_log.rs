@@ -58,6 +58,11 @@ pub struct AccessLogRecord {
     pub subject: Option<String>,
     /// The client application (`azp` / `client_id`).
     pub application: Option<String>,
+    /// The subscription that authorized the call (for metering).
+    pub subscription: Option<String>,
+    /// The scopes granted to the call (the caller's and the subscription's), space-separated;
+    /// only when a subscription authorized it.
+    pub scopes: Option<String>,
 }
 
 impl AccessLogRecord {

@@ -14,6 +14,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod authz;
 pub mod balancer;
 pub mod bounded;
 pub mod config;

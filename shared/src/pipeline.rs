@@ -7,16 +7,18 @@
 //! | 3 | path | normalized ([`crate::path::normalize`]): no dot or encoded-slash tricks | 400 `invalid_path` |
 //! | 4 | route | API, version, environment, route, pool, upstream path | 404 / 405 + `Allow` |
 //! | 5 | authentication | the caller ([`crate::auth`]): JWT, introspection, API key, mTLS, or anonymous | 401 / 503 |
-//! | 6 | upstream request | header hygiene, forwarding and identity headers, minted token, ids | 500 (no signing key) |
-//! | 7 | upstream | instance choice, timeout, failover on connect errors | 502 / 504 |
-//! | 8 | response | hop-by-hop removal, `X-Request-ID`, access log | — |
+//! | 6 | authorization | IP lists, subscription (Registry snapshot), environment, scopes, roles ([`crate::authz`]); audit events | 403 (or 404 when hidden) / 503 |
+//! | 7 | upstream request | header hygiene, forwarding, identity and subscription headers, minted token, ids | 500 (no signing key) |
+//! | 8 | upstream | instance choice, timeout, failover on connect errors | 502 / 504 |
+//! | 9 | response | hop-by-hop removal, `X-Request-ID`, access log | — |
 //!
-//! Later stages (authorization, rate limits, cache, transforms, breakers) slot in between
-//! 5 and 6 as functions returning `Result<_, LocalReply>`: a stage that ends a request returns
+//! Later stages (rate limits, cache, transforms, breakers) slot in between 6 and 7 as
+//! functions returning `Result<_, LocalReply>`: a stage that ends a request returns
 //! a [`LocalReply`]; the driver renders it once, as problem+json, and logs it.
 
 use crate::access_log::{rfc3339_ms, AccessLogRecord};
 use crate::auth::{mint, Authenticator, IdentityHeaders, Principal};
+use crate::authz::{authorize, AuthzRequest, Deny, Grant};
 use crate::config::{CompiledConfig, ResolvedRoute};
 use crate::config_store::ConfigStore;
 use crate::headers::{
@@ -26,6 +28,7 @@ use crate::headers::{
 use crate::platform::{Platform, UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::problem::{ErrorCode, LocalReply, PROBLEM_CONTENT_TYPE};
 use crate::route::{normalize_host, QueryView, RouteMiss, RouteRequest};
+use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::trace::{self, RANDOM_BYTES};
 use std::rc::Rc;
 
@@ -112,12 +115,15 @@ impl<B, H: HeaderRead> GatewayResponse<B, H> {
 pub struct RuntimeSettings {
     /// How often an isolate re-reads the config pointer, in ms.
     pub config_refresh_ms: u64,
+    /// How often an isolate re-reads the Registry snapshot's manifest, in ms.
+    pub snapshot_refresh_ms: u64,
 }
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
         RuntimeSettings {
             config_refresh_ms: 5_000,
+            snapshot_refresh_ms: 30_000,
         }
     }
 }
@@ -126,6 +132,7 @@ impl Default for RuntimeSettings {
 pub struct Gateway {
     store: ConfigStore,
     auth: Authenticator,
+    snapshots: SnapshotStore,
 }
 
 /// What the driver learns about a request as it goes, for the access log.
@@ -138,6 +145,7 @@ struct Trail {
     attempts: u32,
     backend_ms: Option<u64>,
     principal: Option<Principal>,
+    grant: Option<Grant>,
 }
 
 impl Gateway {
@@ -146,7 +154,13 @@ impl Gateway {
         Gateway {
             store: ConfigStore::new(settings.config_refresh_ms),
             auth: Authenticator::default(),
+            snapshots: SnapshotStore::new(settings.snapshot_refresh_ms),
         }
+    }
+
+    /// The Registry snapshot cache (the scheduled handler refreshes it).
+    pub fn snapshot_store(&self) -> &SnapshotStore {
+        &self.snapshots
     }
 
     /// The authentication state (key store, verified-token cache).
@@ -190,6 +204,7 @@ impl Gateway {
             attempts: 0,
             backend_ms: None,
             principal: None,
+            grant: None,
         };
 
         let outcome = match self.store.current(p).await {
@@ -249,6 +264,11 @@ impl Gateway {
                 .principal
                 .as_ref()
                 .and_then(|p| p.application().map(str::to_string)),
+            subscription: trail.grant.as_ref().and_then(|g| g.subscription_id.clone()),
+            scopes: trail
+                .grant
+                .as_ref()
+                .and_then(|g| g.scopes.as_ref().map(|s| s.join(" "))),
         };
         p.log_line(&record.to_line());
         response
@@ -300,15 +320,51 @@ impl Gateway {
             resolved.environment.to_string(),
         ));
 
-        if let Some(policy) = &resolved.route.auth {
+        let route = resolved.route;
+        let wants_snapshot = route.authz.as_ref().is_some_and(|a| a.needs_snapshot())
+            || route.auth.as_ref().is_some_and(|a| a.api_key.is_some());
+        let snapshot = if wants_snapshot {
+            self.snapshots.current(p).await
+        } else {
+            None
+        };
+        if let Some(policy) = &route.auth {
             let principal = self
                 .auth
-                .authenticate(p, config, policy, headers, query)
+                .authenticate(p, config, policy, snapshot.as_deref(), headers, query)
                 .await?;
             trail.principal = Some(principal);
         }
+        if let Some(policy) = &route.authz {
+            let areq = AuthzRequest {
+                principal: trail.principal.as_ref(),
+                api: &resolved.api.name,
+                version: resolved.version,
+                environment: resolved.environment,
+                method,
+                client_ip: client_ip.as_deref().and_then(|ip| ip.trim().parse().ok()),
+                now_s: (p.now_ms() / 1000) as i64,
+                snapshot: snapshot.as_deref(),
+            };
+            let verdict = authorize(policy, &areq);
+            for d in &verdict.shadow {
+                p.log_line(&audit_line(
+                    p.now_ms(),
+                    "shadow",
+                    d,
+                    &areq,
+                    trail,
+                    &snapshot,
+                ));
+            }
+            if let Some(d) = verdict.deny {
+                p.log_line(&audit_line(p.now_ms(), "deny", &d, &areq, trail, &snapshot));
+                return Err(deny_reply(d, policy.hide_with_404));
+            }
+            trail.grant = Some(verdict.grant);
+        }
 
-        // (Later stages go here: authorization, rate limits, cache.)
+        // (Later stages go here: rate limits, cache.)
 
         let mut upstream_headers = upstream_headers(
             config,
@@ -320,7 +376,12 @@ impl Gateway {
             traceparent,
         );
         if let Some(principal) = &trail.principal {
-            identity_edits(&mut upstream_headers, config.identity_headers(), principal);
+            identity_edits(
+                &mut upstream_headers,
+                config.identity_headers(),
+                principal,
+                trail.grant.as_ref(),
+            );
         }
         if let Some(m) = &resolved.route.mint {
             let token = mint(p, m, trail.principal.as_ref(), &trail.request_id)
@@ -425,10 +486,23 @@ fn upstream_headers(
 }
 
 /// Sets the identity headers for the backend (the client's copies were removed with the
-/// spoofable fields). Fields the principal lacks are not sent.
-fn identity_edits(edits: &mut HeaderEdits, names: &IdentityHeaders, principal: &Principal) {
-    let scopes = principal.scopes().join(" ");
+/// spoofable fields). Fields the principal lacks are not sent; with a subscription grant, the
+/// scopes are the granted ones and the subscription id is sent.
+fn identity_edits(
+    edits: &mut HeaderEdits,
+    names: &IdentityHeaders,
+    principal: &Principal,
+    grant: Option<&Grant>,
+) {
+    let scopes = match grant.and_then(|g| g.scopes.as_ref()) {
+        Some(granted) => granted.join(" "),
+        None => principal.scopes().join(" "),
+    };
     let values = [
+        (
+            &names.subscription,
+            grant.and_then(|g| g.subscription_id.as_deref()),
+        ),
         (&names.method, Some(principal.method)),
         (&names.subject, principal.subject()),
         (&names.issuer, principal.issuer()),
@@ -559,6 +633,56 @@ async fn send_with_failover<P: Platform>(
         ErrorCode::UpstreamUnreachable,
         failures.join("; "),
     ))
+}
+
+/// The reply for an enforced deny: 403 with its reason code (and `WWW-Authenticate` for
+/// missing scopes, RFC 6750 §3.1), or 404 `route_not_found` where the policy hides denials.
+fn deny_reply(d: Deny, hide: bool) -> LocalReply {
+    if hide {
+        return LocalReply::new(ErrorCode::RouteNotFound, d.detail);
+    }
+    let reply = LocalReply::new(d.code, d.detail);
+    match d.required_scopes {
+        Some(scope) => reply.with_header(
+            "www-authenticate",
+            format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+        ),
+        None => reply,
+    }
+}
+
+/// One authorization decision as an audit log line: who (subject, application, auth method,
+/// client address), what (API, version, environment, route, method, path), which rule and
+/// why, and the snapshot it was taken on. Never a credential.
+fn audit_line(
+    now_ms: u64,
+    decision: &str,
+    d: &Deny,
+    req: &AuthzRequest<'_>,
+    trail: &Trail,
+    snapshot: &Option<Rc<Snapshot>>,
+) -> String {
+    let principal = req.principal;
+    serde_json::json!({
+        "kind": "audit",
+        "time": rfc3339_ms(now_ms),
+        "decision": decision,
+        "rule": d.rule.as_str(),
+        "reason": d.code.as_str(),
+        "detail": d.detail,
+        "request_id": trail.request_id,
+        "api": req.api,
+        "version": req.version,
+        "environment": req.environment,
+        "route": trail.route.as_ref().map(|r| r.1.as_str()),
+        "method": req.method,
+        "client_ip": req.client_ip.map(|ip| ip.to_string()),
+        "auth_method": principal.map(|p| p.method),
+        "subject": principal.and_then(|p| p.subject()),
+        "application": principal.and_then(|p| p.application()),
+        "snapshot_version": snapshot.as_ref().map(|s| s.version()),
+    })
+    .to_string()
 }
 
 /// The response for a local reply: problem+json with the request id.

@@ -52,6 +52,11 @@ pub trait Kv {
     ///
     /// Errors: the store could not be reached.
     async fn get_text(&self, key: &str) -> Result<Option<String>, PlatformError>;
+
+    /// The value of `key` as bytes, `None` if absent (binary values: snapshot shards).
+    ///
+    /// Errors: the store could not be reached.
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError>;
 }
 
 /// A request the core wants sent to a backend instance.

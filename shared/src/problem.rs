@@ -68,6 +68,24 @@ pub enum ErrorCode {
     CredentialsUnavailable,
     /// The identity provider could not be reached and no usable cached keys are left.
     IdpUnavailable,
+    /// The caller's application has no subscription to this API, version and environment.
+    NoSubscription,
+    /// The caller's subscription is suspended.
+    SubscriptionSuspended,
+    /// The caller's subscription has expired (or its validity window has not begun).
+    SubscriptionExpired,
+    /// The consumer owning the caller's application is suspended.
+    ConsumerSuspended,
+    /// The credential belongs to another environment (production vs sandbox).
+    WrongEnvironment,
+    /// The caller lacks a scope the route requires.
+    InsufficientScope,
+    /// The caller has none of the roles the route requires for this method.
+    RoleDenied,
+    /// The client address is not allowed (API or subscription IP lists).
+    IpDenied,
+    /// No Registry snapshot is loaded, so subscriptions cannot be checked.
+    SnapshotUnavailable,
 }
 
 impl ErrorCode {
@@ -166,11 +184,46 @@ impl ErrorCode {
                 503,
                 "The identity provider cannot be reached",
             ),
+            ErrorCode::NoSubscription => (
+                "no_subscription",
+                403,
+                "The application is not subscribed to this API",
+            ),
+            ErrorCode::SubscriptionSuspended => (
+                "subscription_suspended",
+                403,
+                "The subscription is suspended",
+            ),
+            ErrorCode::SubscriptionExpired => (
+                "subscription_expired",
+                403,
+                "The subscription is not valid now",
+            ),
+            ErrorCode::ConsumerSuspended => {
+                ("consumer_suspended", 403, "The consumer is suspended")
+            }
+            ErrorCode::WrongEnvironment => (
+                "wrong_environment",
+                403,
+                "The credential belongs to another environment",
+            ),
+            ErrorCode::InsufficientScope => (
+                "insufficient_scope",
+                403,
+                "The credential lacks a required scope",
+            ),
+            ErrorCode::RoleDenied => ("role_denied", 403, "The caller's roles do not allow this"),
+            ErrorCode::IpDenied => ("ip_denied", 403, "Calls from this address are not allowed"),
+            ErrorCode::SnapshotUnavailable => (
+                "snapshot_unavailable",
+                503,
+                "Subscriptions cannot be checked right now",
+            ),
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidPath,
@@ -199,6 +252,15 @@ impl ErrorCode {
         ErrorCode::KeyExpired,
         ErrorCode::CredentialsUnavailable,
         ErrorCode::IdpUnavailable,
+        ErrorCode::NoSubscription,
+        ErrorCode::SubscriptionSuspended,
+        ErrorCode::SubscriptionExpired,
+        ErrorCode::ConsumerSuspended,
+        ErrorCode::WrongEnvironment,
+        ErrorCode::InsufficientScope,
+        ErrorCode::RoleDenied,
+        ErrorCode::IpDenied,
+        ErrorCode::SnapshotUnavailable,
     ];
 }
 

@@ -66,7 +66,7 @@ pub type UpstreamScript = Box<
 pub struct FakePlatform {
     now: Cell<u64>,
     seed: Cell<u64>,
-    kv: RefCell<HashMap<String, String>>,
+    kv: RefCell<HashMap<String, Vec<u8>>>,
     kv_down: Cell<bool>,
     kv_yields: Cell<bool>,
     kv_reads: Cell<u32>,
@@ -161,9 +161,17 @@ impl FakePlatform {
 
     /// Sets a KV value.
     pub fn kv_put(&self, key: &str, value: &str) {
-        self.kv
-            .borrow_mut()
-            .insert(key.to_string(), value.to_string());
+        self.kv_put_bytes(key, value.as_bytes());
+    }
+
+    /// Sets a binary KV value.
+    pub fn kv_put_bytes(&self, key: &str, value: &[u8]) {
+        self.kv.borrow_mut().insert(key.to_string(), value.to_vec());
+    }
+
+    /// Removes a KV value.
+    pub fn kv_delete(&self, key: &str) {
+        self.kv.borrow_mut().remove(key);
     }
 
     /// Makes KV reads fail (true) or work (false).
@@ -248,6 +256,15 @@ impl Log for FakePlatform {
 
 impl Kv for FakePlatform {
     async fn get_text(&self, key: &str) -> Result<Option<String>, PlatformError> {
+        match self.get_bytes(key).await? {
+            None => Ok(None),
+            Some(b) => String::from_utf8(b)
+                .map(Some)
+                .map_err(|_| PlatformError(format!("{key} is not UTF-8"))),
+        }
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
         self.kv_reads.set(self.kv_reads.get() + 1);
         if self.kv_yields.get() {
             YieldOnce(false).await;

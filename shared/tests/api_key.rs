@@ -149,7 +149,11 @@ fn lookups_are_cached_and_revocation_takes_effect_within_a_minute() {
             200
         );
     }
-    assert_eq!(p.kv_reads(), 3, "pointer, config, one credential read");
+    assert_eq!(
+        p.kv_reads(),
+        4,
+        "pointer, config, snapshot manifest (none), one credential read"
+    );
     p.kv_put(
         &credential_key("k-active"),
         &json!({"consumer_id": "acme", "status": "revoked"}).to_string(),

@@ -407,6 +407,7 @@ fn env_with(doc: &Value) -> Env {
     });
     let gw = Gateway::new(RuntimeSettings {
         config_refresh_ms: 1000,
+        snapshot_refresh_ms: 1000,
     });
     Env { p, gw, idp }
 }
@@ -1958,6 +1959,7 @@ fn a_second_isolate_takes_the_jwks_from_the_shared_cache() {
     // Another isolate of the same location: a new Gateway on the same platform.
     let second = Gateway::new(RuntimeSettings {
         config_refresh_ms: 1000,
+        snapshot_refresh_ms: 1000,
     });
     let head = e.head("/api/jwt", &[("authorization", &format!("Bearer {t}"))]);
     let resp = block_on(second.handle(&e.p, head, FakeBody::Empty));
@@ -1972,6 +1974,7 @@ fn a_second_isolate_takes_the_jwks_from_the_shared_cache() {
     e.p.advance(61_000);
     let third = Gateway::new(RuntimeSettings {
         config_refresh_ms: 1000,
+        snapshot_refresh_ms: 1000,
     });
     let head = e.head("/api/jwt", &[("authorization", &format!("Bearer {t}"))]);
     check(

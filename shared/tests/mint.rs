@@ -47,6 +47,7 @@ fn platform(doc: &Value) -> FakePlatform {
 fn call(p: &FakePlatform, headers: &[(&str, &str)]) -> GatewayResponse<FakeBody> {
     let gw = Gateway::new(RuntimeSettings {
         config_refresh_ms: 1000,
+        snapshot_refresh_ms: 1000,
     });
     let head = RequestHead {
         method: "GET".into(),

@@ -72,6 +72,7 @@ fn platform_with(doc: &Value) -> FakePlatform {
 fn gateway() -> Gateway {
     Gateway::new(RuntimeSettings {
         config_refresh_ms: 1000,
+        snapshot_refresh_ms: 1000,
     })
 }
 
@@ -1173,7 +1174,7 @@ fn a_version_whose_document_arrives_late_is_activated() {
 
 // === access log ===
 
-const ACCESS_FIELDS: [&str; 25] = [
+const ACCESS_FIELDS: [&str; 27] = [
     "kind",
     "time",
     "request_id",
@@ -1199,6 +1200,8 @@ const ACCESS_FIELDS: [&str; 25] = [
     "auth_method",
     "subject",
     "application",
+    "subscription",
+    "scopes",
 ];
 
 #[test]

@@ -28,13 +28,19 @@ thread_local! {
 fn gateway(env: &Env) -> Rc<Gateway> {
     GATEWAY.with(|g| {
         g.get_or_init(|| {
-            let refresh = env
-                .var("EDGEGATE_CONFIG_REFRESH_MS")
-                .ok()
-                .and_then(|v| v.to_string().parse().ok())
-                .unwrap_or(RuntimeSettings::default().config_refresh_ms);
+            let ms = |name: &str, default: u64| {
+                env.var(name)
+                    .ok()
+                    .and_then(|v| v.to_string().parse().ok())
+                    .unwrap_or(default)
+            };
+            let defaults = RuntimeSettings::default();
             Rc::new(Gateway::new(RuntimeSettings {
-                config_refresh_ms: refresh,
+                config_refresh_ms: ms("EDGEGATE_CONFIG_REFRESH_MS", defaults.config_refresh_ms),
+                snapshot_refresh_ms: ms(
+                    "EDGEGATE_SNAPSHOT_REFRESH_MS",
+                    defaults.snapshot_refresh_ms,
+                ),
             }))
         })
         .clone()
@@ -52,14 +58,16 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys
     Ok(convert::outbound(response)?)
 }
 
-/// Cron: re-read the config pointer now, so every isolate that runs the cron picks up a new
-/// version (or logs why it did not) without waiting for a request; then prefetch the keys of
+/// Cron: re-read the config pointer and the Registry snapshot's manifest now, so every isolate
+/// that runs the cron picks up a new version (or logs why it did not) without waiting for a
+/// request; then prefetch the keys of
 /// every identity provider, so requests rarely wait for a JWKS fetch.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let platform = WorkerPlatform::without_request(&env);
     let gateway = gateway(&env);
     let outcome = gateway.config_store().refresh(&platform).await;
+    let snapshot = gateway.snapshot_store().refresh(&platform).await;
     let keys = match gateway.config_store().active() {
         Some(config) => gateway.authenticator().prefetch(&platform, &config).await,
         None => 0,
@@ -67,7 +75,10 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let line = event_line(
         "config_check",
         worker::Date::now().as_millis(),
-        serde_json::json!({"cron": event.cron(), "outcome": format!("{outcome:?}"), "jwks_keys": keys}),
+        serde_json::json!({
+            "cron": event.cron(), "outcome": format!("{outcome:?}"),
+            "snapshot": format!("{snapshot:?}"), "jwks_keys": keys,
+        }),
     );
     worker::console_log!("{}", line);
 }

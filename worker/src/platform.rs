@@ -111,6 +111,17 @@ impl Kv for WorkerPlatform {
             .await
             .map_err(|e| PlatformError(e.to_string()))
     }
+
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
+        let kv = self
+            .env
+            .kv(CONFIG_KV_BINDING)
+            .map_err(|_| PlatformError(format!("no KV binding {CONFIG_KV_BINDING}")))?;
+        kv.get(key)
+            .bytes()
+            .await
+            .map_err(|e| PlatformError(e.to_string()))
+    }
 }
 
 impl Upstream for WorkerPlatform {

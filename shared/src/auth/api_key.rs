@@ -61,6 +61,24 @@ pub struct CredentialRecord {
     /// Scopes granted with it.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The environment it is for (`production`, `sandbox`, ...), for environment isolation.
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+impl CredentialRecord {
+    /// The record of a snapshot credential (allocates; runs per API-key request when a
+    /// snapshot is loaded).
+    pub fn from_snapshot(c: &crate::snapshot::CredentialView<'_>) -> CredentialRecord {
+        CredentialRecord {
+            consumer_id: c.consumer_id().to_string(),
+            application_id: c.application_id().map(str::to_string),
+            status: c.status(),
+            expires_at: c.expires_at(),
+            scopes: c.scopes().map(str::to_string).collect(),
+            environment: c.environment().map(str::to_string),
+        }
+    }
 }
 
 type Cached = (Option<Rc<CredentialRecord>>, u64);
@@ -101,7 +119,9 @@ pub fn presented_key<'a>(
     Ok(query_param.and_then(|q| query.get(q)))
 }
 
-/// Checks an API key against its credential record.
+/// Checks an API key against its credential record: the Registry snapshot's when one is
+/// loaded and has the key (always current, no store read), else the per-key store record
+/// (keys issued since the snapshot was built).
 ///
 /// Errors: `unknown_api_key` (no record, or an implausible key), `key_revoked` (revoked or
 /// suspended), `key_expired`, `credentials_unavailable` (the store cannot be read and nothing
@@ -109,6 +129,7 @@ pub fn presented_key<'a>(
 pub async fn verify_api_key<P: Kv + Clock>(
     p: &P,
     cache: &CredentialCache,
+    snapshot: Option<&crate::snapshot::Snapshot>,
     key: &str,
 ) -> Result<Principal, TokenError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(|c| c.is_control()) {
@@ -117,9 +138,14 @@ pub async fn verify_api_key<P: Kv + Clock>(
     let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
     let tag = crate::trace::hex(&hash[..4]);
     let now = p.now_ms();
-    let record = match cache.entries.get(&hash).filter(|(_, until)| now < *until) {
-        Some((record, _)) => record,
-        None => {
+    let in_snapshot = snapshot
+        .and_then(|s| s.credential_by_digest(crate::snapshot::CredentialKind::ApiKey, &hash))
+        .map(|c| Rc::new(CredentialRecord::from_snapshot(&c)));
+    let cached = || cache.entries.get(&hash).filter(|(_, until)| now < *until);
+    let record = match (in_snapshot, cached()) {
+        (Some(record), _) => Some(record),
+        (None, Some((record, _))) => record,
+        (None, None) => {
             let store_key = format!("credential:apikey:{}", crate::trace::hex(&hash));
             let text = p.get_text(&store_key).await.map_err(|e| {
                 TokenError::new(
@@ -188,5 +214,6 @@ pub async fn verify_api_key<P: Kv + Clock>(
     Ok(Principal {
         method: "api_key",
         claims: Some(Rc::new(claims)),
+        environment: record.environment.clone(),
     })
 }

@@ -57,6 +57,9 @@ pub struct Principal {
     pub method: &'static str,
     /// The token's claims (None for anonymous).
     pub claims: Option<Rc<TokenClaims>>,
+    /// The environment the credential belongs to, when its record says (API keys); for
+    /// tokens, authorization reads it from a claim.
+    pub environment: Option<String>,
 }
 
 impl Principal {
@@ -65,6 +68,7 @@ impl Principal {
         Principal {
             method: "anonymous",
             claims: None,
+            environment: None,
         }
     }
 
@@ -127,7 +131,8 @@ impl Authenticator {
         &self.tokens
     }
 
-    /// Authenticates a request under a route's policy.
+    /// Authenticates a request under a route's policy. `snapshot` is the Registry snapshot,
+    /// if one is loaded (API keys are looked up there first).
     ///
     /// Errors: a 401 reply with `WWW-Authenticate` and the reason code, or 503
     /// `idp_unavailable` when keys cannot be had. Never logs the token.
@@ -136,6 +141,7 @@ impl Authenticator {
         p: &P,
         config: &CompiledConfig,
         policy: &AuthPolicy,
+        snapshot: Option<&crate::snapshot::Snapshot>,
         headers: &HeaderList,
         query: Option<&str>,
     ) -> Result<Principal, LocalReply> {
@@ -171,7 +177,7 @@ impl Authenticator {
                             presented_key(headers, &view, &rules.header, rules.query.as_deref())
                                 .map_err(reply)?;
                         if let Some(key) = presented {
-                            return verify_api_key(p, &self.credentials, &key)
+                            return verify_api_key(p, &self.credentials, snapshot, &key)
                                 .await
                                 .map_err(reply);
                         }
@@ -258,6 +264,7 @@ impl Authenticator {
         Ok(Principal {
             method: "introspection",
             claims: Some(claims),
+            environment: None,
         })
     }
 
@@ -296,6 +303,7 @@ impl Authenticator {
                     return Ok(Principal {
                         method: "jwt",
                         claims: Some(hit.claims.clone()),
+                        environment: None,
                     });
                 }
                 Some(_) => self.tokens.remove(&hash), // its key was revoked: verify again
@@ -369,6 +377,7 @@ impl Authenticator {
         Ok(Principal {
             method: "jwt",
             claims: Some(claims),
+            environment: None,
         })
     }
 
@@ -435,6 +444,7 @@ fn verify_certificate(
     Ok(Principal {
         method: "mtls",
         claims: Some(Rc::new(claims)),
+        environment: None,
     })
 }
 

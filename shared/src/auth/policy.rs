@@ -172,6 +172,8 @@ pub struct IdentityHeaders {
     pub scopes: Option<String>,
     /// The authentication method.
     pub method: Option<String>,
+    /// The authorizing subscription's id.
+    pub subscription: Option<String>,
 }
 
 impl IdentityHeaders {
@@ -183,6 +185,7 @@ impl IdentityHeaders {
             &self.application,
             &self.scopes,
             &self.method,
+            &self.subscription,
         ]
         .into_iter()
         .filter_map(|n| n.as_deref())

@@ -429,6 +429,7 @@ pub(super) fn identity_headers(spec: &IdentityHeadersSpec, cx: &mut Ctx) -> Iden
         application: one(&spec.application, "application"),
         scopes: one(&spec.scopes, "scopes"),
         method: one(&spec.method, "method"),
+        subscription: one(&spec.subscription, "subscription"),
     }
 }
 

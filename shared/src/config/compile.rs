@@ -184,6 +184,13 @@ pub fn compile_document(
         })
     };
     let gateway_auth = auth_of(&doc.gateway.policies, "$.gateway.policies", &mut cx);
+    let authz_of = |policies: &Policies, path: &str, cx: &mut Ctx| {
+        policies
+            .authorization
+            .as_ref()
+            .map(|a| super::authz::authz_level(a, &format!("{path}.authorization"), cx))
+    };
+    let gateway_authz = authz_of(&doc.gateway.policies, "$.gateway.policies", &mut cx);
     // Validated once here; compiled again per API below for its default audience.
     if let Some(m) = &doc.gateway.policies.mint_token {
         super::auth::mint_token(m, "$.gateway.policies.mint_token", "", &mut cx);
@@ -433,6 +440,7 @@ pub fn compile_document(
         );
         let api_auth = auth_of(&api.policies, &format!("{ap}.policies"), &mut cx)
             .or_else(|| gateway_auth.clone());
+        let api_authz = authz_of(&api.policies, &format!("{ap}.policies"), &mut cx);
         // The gateway's section was validated above; here it only gets the API's audience.
         let api_mint = match (&api.policies.mint_token, &doc.gateway.policies.mint_token) {
             (Some(m), _) => Some(super::auth::mint_token(
@@ -542,6 +550,17 @@ pub fn compile_document(
             );
             let auth = auth_of(&r.policies, &format!("{rp}.policies"), &mut cx)
                 .or_else(|| api_auth.clone());
+            let route_level = authz_of(&r.policies, &format!("{rp}.policies"), &mut cx);
+            let authz = super::authz::route_authz(
+                [
+                    route_level.as_ref(),
+                    api_authz.as_ref(),
+                    gateway_authz.as_ref(),
+                ],
+                auth.is_some(),
+                &rp,
+                &mut cx,
+            );
             let mint = match &r.policies.mint_token {
                 Some(m) => Some(super::auth::mint_token(
                     m,
@@ -617,6 +636,7 @@ pub fn compile_document(
                     pool,
                     upstream,
                     auth,
+                    authz: authz.clone(),
                     mint,
                 });
             } else {
@@ -628,6 +648,7 @@ pub fn compile_document(
                     pool,
                     upstream,
                     auth,
+                    authz,
                     mint,
                 });
             }

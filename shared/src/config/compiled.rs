@@ -73,6 +73,8 @@ pub struct Route {
     pub upstream: UpstreamPolicy,
     /// Its authentication policy; None: anonymous.
     pub auth: Option<Rc<AuthPolicy>>,
+    /// Its authorization policy; None: no rule set is on.
+    pub authz: Option<Rc<crate::authz::AuthzPolicy>>,
     /// The token minted for the backend, if any.
     pub mint: Option<Rc<MintToken>>,
 }

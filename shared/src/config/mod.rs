@@ -2,6 +2,7 @@
 //! validated [`CompiledConfig`] that requests run on.
 
 mod auth;
+mod authz;
 mod compile;
 mod compiled;
 mod duplicates;

@@ -68,13 +68,22 @@ pub struct IdentityHeadersSpec {
     /// The client application (`azp` or `client_id`). Default `x-edgegate-application`.
     #[serde(default = "default_application_header")]
     pub application: String,
-    /// The granted scopes, space-separated. Default `x-edgegate-scopes`.
+    /// The granted scopes, space-separated (with the subscription's, when one authorized the
+    /// call). Default `x-edgegate-scopes`.
     #[serde(default = "default_scopes_header")]
     pub scopes: String,
     /// How the caller authenticated (`jwt`, `introspection`, `api_key`, `mtls`, `anonymous`).
     /// Default: not sent; set e.g. `x-edgegate-auth-method`.
     #[serde(default)]
     pub method: String,
+    /// The id of the subscription that authorized the call. Default
+    /// `x-edgegate-subscription`.
+    #[serde(default = "default_subscription_header")]
+    pub subscription: String,
+}
+
+fn default_subscription_header() -> String {
+    "x-edgegate-subscription".into()
 }
 
 fn default_subject_header() -> String {
@@ -95,6 +104,7 @@ impl Default for IdentityHeadersSpec {
             application: default_application_header(),
             scopes: default_scopes_header(),
             method: String::new(),
+            subscription: default_subscription_header(),
         }
     }
 }
@@ -327,6 +337,144 @@ pub struct Policies {
     /// Mint a short-lived signed token for the backend (service-to-service authentication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mint_token: Option<MintTokenSpec>,
+    /// What an authenticated caller may call: subscription, environment, scopes, roles, IP
+    /// lists. Each rule set is taken from the most specific level that sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationSpec>,
+}
+
+/// How a rule set is applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleModeSpec {
+    /// Not evaluated (turns off a rule set inherited from a broader level).
+    Off,
+    /// Evaluated; a deny is logged as an audit event and the request goes on.
+    Shadow,
+    /// Evaluated; a deny ends the request with 403.
+    #[default]
+    Enforce,
+}
+
+/// Authorization rule sets. Evaluated after authentication, in this order: `ip`,
+/// `subscription`, `environment_isolation`, `scopes`, `roles`; the first enforced deny
+/// answers. Every deny (enforced or shadow) is an audit log event.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationSpec {
+    /// The caller's application must hold an active, unexpired subscription (from the
+    /// Registry snapshot) to this API, version and environment; its IP lists apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<SubscriptionRuleSpec>,
+    /// Credentials of one environment cannot call another (`production` keys never reach
+    /// `sandbox` and the reverse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_isolation: Option<EnvironmentRuleSpec>,
+    /// Scopes the route requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<ScopeRuleSpec>,
+    /// Roles the route requires, per method class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<RoleRuleSpec>,
+    /// Client networks allowed or denied for the API or route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpRuleSpec>,
+    /// Answer an enforced deny with 404 `route_not_found` instead of 403, so callers cannot
+    /// tell the endpoint exists (the audit event keeps the real reason). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hide_with_404: Option<bool>,
+}
+
+/// The subscription rule.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionRuleSpec {
+    /// `off`, `shadow` or `enforce` (default).
+    #[serde(default)]
+    pub mode: RuleModeSpec,
+}
+
+/// The environment isolation rule.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentRuleSpec {
+    /// `off`, `shadow` or `enforce` (default).
+    #[serde(default)]
+    pub mode: RuleModeSpec,
+    /// The token claim (dot path) naming the credential's environment. Default `env`. API
+    /// keys and certificates take it from their credential record. A credential without an
+    /// environment is denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+}
+
+/// The scope rule.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeRuleSpec {
+    /// `off`, `shadow` or `enforce` (default).
+    #[serde(default)]
+    pub mode: RuleModeSpec,
+    /// Every one of these scopes is required.
+    pub required: Vec<String>,
+    /// The claim (dot path, e.g. `permissions` or `realm_access.scopes`; an array or a
+    /// space-separated string) holding the caller's scopes. Default: `scope` / `scp`. Scopes
+    /// granted by the caller's subscription count too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+}
+
+/// The role rule: which roles may use each class of method.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRuleSpec {
+    /// `off`, `shadow` or `enforce` (default).
+    #[serde(default)]
+    pub mode: RuleModeSpec,
+    /// The claim (dot path, e.g. `roles` or `realm_access.roles`; an array or a
+    /// space-separated string) holding the caller's roles. Default `roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    /// Roles that may use read methods (`GET`, `HEAD`, `OPTIONS`). Empty: no role needed.
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Roles that may use write methods (every other method). Empty: no role needed.
+    #[serde(default)]
+    pub write: Vec<String>,
+    /// Roles that may use routes whose `class` is `admin`. Empty: no role needed.
+    #[serde(default)]
+    pub admin: Vec<String>,
+    /// The method class of this API's or route's endpoints, overriding the method's:
+    /// `read`, `write` or `admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<MethodClassSpec>,
+}
+
+/// A class of endpoint for role checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodClassSpec {
+    /// Reads.
+    Read,
+    /// Changes.
+    Write,
+    /// Administration.
+    Admin,
+}
+
+/// The IP rule: CIDRs (`10.0.0.0/8`, `2001:db8::/32`, or a bare address).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IpRuleSpec {
+    /// `off`, `shadow` or `enforce` (default).
+    #[serde(default)]
+    pub mode: RuleModeSpec,
+    /// When not empty, only clients in these networks pass.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Clients in these networks never pass (checked first).
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// A token the gateway signs for each proxied request: the backend verifies the gateway (and

@@ -7,8 +7,9 @@
 //! strings:       v count, each v len + UTF-8             (each distinct string once)
 //! consumers:     v count, each s id, s name, u8 status
 //! applications:  v count, each s id, s consumer, s name
-//! credentials:   v count, each u8 kind, key, s consumer, u8 flags (1 app, 2 expires),
-//!                [s app], [i expires_at], u8 status, v n + n × s scope
+//! credentials:   v count, each u8 kind, key, s consumer, u8 flags (1 app, 2 expires,
+//!                4 environment), [s app], [i expires_at], [s environment], u8 status,
+//!                v n + n × s scope
 //!                key: u8 0 + 32 bytes (a SHA-256), or u8 1 + v len + UTF-8 (any other
 //!                text: encodes, and the decoder refuses it)
 //! plans:         v count, each s id, s tier, s rate_plan
@@ -32,8 +33,8 @@
 
 use super::index::{
     digest_bytes, fx, hash1, hash3, hash_cred, uuid_bytes, uuid_text, AppRec, ConsumerRec, CredRec,
-    PlanRec, Snapshot, SubRec, SubscriptionId, Table, CRED_ALL, CRED_APP, CRED_EXPIRES, NONE,
-    SUB_ALL, SUB_CANARY, SUB_FROM, SUB_PII, SUB_UNTIL, SUB_UUID,
+    PlanRec, Snapshot, SubRec, SubscriptionId, Table, CRED_ALL, CRED_APP, CRED_ENV, CRED_EXPIRES,
+    NONE, SUB_ALL, SUB_CANARY, SUB_FROM, SUB_PII, SUB_UNTIL, SUB_UUID,
 };
 use super::model::{
     Cidr, CidrError, ConsumerStatus, CredentialKind, SnapshotDoc, Subscription, SubscriptionStatus,
@@ -289,13 +290,16 @@ pub fn encode(doc: &SnapshotDoc) -> Vec<u8> {
             CRED_EXPIRES
         } else {
             0
-        };
+        } | if c.environment.is_some() { CRED_ENV } else { 0 };
         w.out.push(flags);
         if let Some(a) = &c.application_id {
             w.s(a);
         }
         if let Some(e) = c.expires_at {
             w.i(e);
+        }
+        if let Some(e) = &c.environment {
+            w.s(e);
         }
         w.out.push(match c.status {
             CredentialStatus::Active => 0,
@@ -634,6 +638,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         let flags = r.flags("credential flags", CRED_ALL)?;
         let app = if flags & CRED_APP != 0 { r.s()? } else { NONE };
         let expires_at = if flags & CRED_EXPIRES != 0 { r.i()? } else { 0 };
+        let env = if flags & CRED_ENV != 0 { r.s()? } else { NONE };
         let status = match r.enum_byte("credential status", 2)? {
             0 => CredentialStatus::Active,
             1 => CredentialStatus::Revoked,
@@ -643,6 +648,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         snap.credentials.push(CredRec {
             consumer,
             app,
+            env,
             expires_at,
             scopes,
             n_scopes,

@@ -81,7 +81,7 @@ const TIERS: [(&str, &str, &str); 6] = [
 
 /// A valid snapshot document with `n_subscriptions` subscriptions, the same for the same
 /// arguments: about n/10 consumers (5% suspended), n/4 applications, one API key per
-/// application (5% revoked or suspended, a third expiring) and a client certificate for one
+/// application (5% revoked or suspended, a third expiring, most for `production`) and a client certificate for one
 /// application in ten, six plans, and subscriptions spread over 12 APIs, 3 environments and
 /// versions `v1`–`v3` or `*`, a fifth with IP allow/deny lists (IPv4 and IPv6), a third with
 /// metadata, some with canary groups, PII access and validity windows. Ids are UUID-shaped.
@@ -127,6 +127,11 @@ pub fn generate(n_subscriptions: usize, seed: u64) -> SnapshotDoc {
                 .chance(33)
                 .then(|| base_time + rng.below(100_000_000) as i64),
             scopes,
+            environment: match rng.below(5) {
+                0 => None,
+                1 => Some("sandbox".into()),
+                _ => Some("production".into()),
+            },
         });
         if rng.chance(10) {
             credentials.push(Credential {
@@ -137,6 +142,7 @@ pub fn generate(n_subscriptions: usize, seed: u64) -> SnapshotDoc {
                 status: CredentialStatus::Active,
                 expires_at: Some(base_time + 31_536_000),
                 scopes: Vec::new(),
+                environment: Some("production".into()),
             });
         }
     }

@@ -31,7 +31,8 @@ pub(super) const SUB_ALL: u8 = SUB_PII | SUB_CANARY | SUB_FROM | SUB_UNTIL | SUB
 // Credential flag bits.
 pub(super) const CRED_APP: u8 = 1;
 pub(super) const CRED_EXPIRES: u8 = 2;
-pub(super) const CRED_ALL: u8 = CRED_APP | CRED_EXPIRES;
+pub(super) const CRED_ENV: u8 = 4;
+pub(super) const CRED_ALL: u8 = CRED_APP | CRED_EXPIRES | CRED_ENV;
 
 #[derive(Debug, Clone)]
 pub(super) struct ConsumerRec {
@@ -53,6 +54,8 @@ pub(super) struct CredRec {
     pub consumer: u32,
     /// [`NONE`] when the credential is not bound to an application.
     pub app: u32,
+    /// [`NONE`] unless `flags & CRED_ENV`.
+    pub env: u32,
     pub expires_at: i64,
     pub scopes: u32,
     pub n_scopes: u16,
@@ -618,6 +621,10 @@ impl<'a> CredentialView<'a> {
     pub fn expires_at(&self) -> Option<i64> {
         (self.rec.flags & CRED_EXPIRES != 0).then_some(self.rec.expires_at)
     }
+    /// The environment it is for.
+    pub fn environment(&self) -> Option<&'a str> {
+        (self.rec.flags & CRED_ENV != 0).then(|| self.snap.s(self.rec.env))
+    }
     /// Scopes granted with it.
     pub fn scopes(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
         let snap = self.snap;
@@ -635,6 +642,7 @@ impl<'a> CredentialView<'a> {
             status: self.status(),
             expires_at: self.expires_at(),
             scopes: self.scopes().map(Into::into).collect(),
+            environment: self.environment().map(Into::into),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! [`encode`]s it, splits it with [`shard()`] if it exceeds [`KV_VALUE_LIMIT`] and writes it to
 //! KV. An isolate reads it back, [`join`]s and [`decode`]s it into a [`Snapshot`] — an
 //! immutable index answering [`Snapshot::subscriptions_for`], [`Snapshot::credential`] and the
-//! id lookups without allocating. A snapshot that fails to decode is never activated.
+//! id lookups without allocating. A snapshot that fails to decode is never activated
+//! ([`SnapshotStore`] keeps the isolate's copy current).
 //!
 //! [`generate`] builds realistic fixtures of any size for tests and benchmarks.
 
@@ -15,6 +16,7 @@ mod generate;
 mod index;
 pub mod model;
 pub mod shard;
+mod store;
 
 pub use codec::{decode, encode, SnapshotError};
 pub use generate::generate;
@@ -27,3 +29,4 @@ pub use model::{
     CredentialKind, Plan, SnapshotDoc, Subscription, SubscriptionFlags, SubscriptionStatus,
 };
 pub use shard::{join, shard, ShardManifest, KV_VALUE_LIMIT};
+pub use store::{SnapshotRefresh, SnapshotStore, MANIFEST_KEY, SHARD_PREFIX};

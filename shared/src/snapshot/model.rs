@@ -109,6 +109,9 @@ pub struct Credential {
     /// Scopes granted with it.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The environment it is for (`production`, `sandbox`, ...), for environment isolation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 /// A plan: a tier and the rate plan the rate limiter applies.

@@ -22,6 +22,7 @@ pub fn platform_with(doc: &Value) -> FakePlatform {
 pub fn gateway() -> Gateway {
     Gateway::new(RuntimeSettings {
         config_refresh_ms: 1000,
+        snapshot_refresh_ms: 1000,
     })
 }
 
