@@ -14,11 +14,11 @@ step "format"
 cargo fmt --all -- --check
 
 step "lint (host crates, then the worker for wasm32)"
-cargo clippy -p edgegate-core -p edgegate-bench --all-targets -- -D warnings
+cargo clippy -p edgegate-core -p edgegate-bench -p edgegate-cli --all-targets -- -D warnings
 cargo clippy -p edgegate-worker --target wasm32-unknown-unknown -- -D warnings
 
-step "core: unit, config, routing and pipeline tests"
-cargo test -p edgegate-core -p edgegate-bench -p edgegate-worker
+step "core: unit, config, routing and pipeline tests; the operator CLI"
+cargo test -p edgegate-core -p edgegate-bench -p edgegate-worker -p edgegate-cli
 
 step "build the worker (release wasm)"
 bash scripts/build-worker.sh
