@@ -59,6 +59,13 @@ export class LogCapture extends EventEmitter {
     return this.entries.slice(from).filter((e) => e.kind === "event" && (!name || e.event === name));
   }
 
+  /** Authorization audit lines (`kind: "audit"`), optionally only those of one request id. */
+  audits(requestId, from = 0) {
+    return this.entries
+      .slice(from)
+      .filter((e) => e.kind === "audit" && (requestId === undefined || e.request_id === requestId));
+  }
+
   /** Every access line for one request id. */
   accessFor(requestId, from = 0) {
     return this.access(from).filter((e) => e.request_id === requestId);
@@ -112,7 +119,9 @@ export class LogCapture extends EventEmitter {
  *               "v1") and made active; `null` stores nothing (no pointer).
  *   version     id of that first version.
  *   refreshMs   EDGEGATE_CONFIG_REFRESH_MS (default 200).
- *   kv          extra { key: value } pairs written to KV before the first request.
+ *   kv          extra { key: value } pairs written to KV before the first request, in
+ *               order; a value is a string or binary (Buffer / Uint8Array / ArrayBuffer),
+ *               e.g. Registry snapshot shards (see kvValue).
  *   bindings    extra Worker bindings { NAME: "string" } (vars and secrets, e.g. an HMAC
  *               key named by an identity provider's `hmac_secret`).
  *
@@ -161,7 +170,7 @@ export async function startGateway({
   }
   const kv = await mf.getKVNamespace("EDGEGATE_CONFIG");
   const gw = new Gateway(mf, url, kv, logs, refreshMs);
-  for (const [k, v] of Object.entries(extraKv)) await kv.put(k, v);
+  for (const [k, v] of Object.entries(extraKv)) await kv.put(k, kvValue(v));
   if (config !== null && config !== undefined) {
     await gw.putVersion(version, config);
     await gw.activate(version);
@@ -191,6 +200,11 @@ export class Gateway {
   /** Moves the pointer `config:active` to `id`. */
   async activate(id) {
     await this.kv.put(POINTER_KEY, id);
+  }
+
+  /** Writes one KV value: a string, or binary (Buffer / Uint8Array / ArrayBuffer). */
+  async putKv(key, value) {
+    await this.kv.put(key, kvValue(value));
   }
 
   async deleteKey(key) {
@@ -225,6 +239,18 @@ export class Gateway {
   async close() {
     await this.mf.dispose();
   }
+}
+
+/**
+ * A value for Miniflare's KV `put`: strings as they are; binary as a standalone ArrayBuffer
+ * holding exactly the view's bytes (a Buffer may be a slice of a larger pooled buffer).
+ */
+export function kvValue(value) {
+  if (typeof value === "string" || value instanceof ArrayBuffer) return value;
+  if (ArrayBuffer.isView(value)) {
+    return value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength);
+  }
+  throw new TypeError(`KV value must be a string or binary, got ${typeof value}`);
 }
 
 let counter = 0;
