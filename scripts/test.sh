@@ -24,4 +24,7 @@ step "build the worker (release wasm)"
 bash scripts/build-worker.sh
 
 step "end-to-end: the built worker under Miniflare"
+# The operator CLI builds the Registry snapshots the authorization tests upload
+# (tests/support/snapshot.mjs runs target/debug/edgegate).
+cargo build -p edgegate-cli
 node --test --test-force-exit --test-concurrency=1 tests/e2e/
