@@ -336,12 +336,16 @@ impl Gateway {
             trail.principal = Some(principal);
         }
         if let Some(policy) = &route.authz {
+            let country = p.client_country();
             let areq = AuthzRequest {
                 principal: trail.principal.as_ref(),
                 api: &resolved.api.name,
                 version: resolved.version,
                 environment: resolved.environment,
                 method,
+                route: &route.name,
+                headers,
+                country: country.as_deref(),
                 client_ip: client_ip.as_deref().and_then(|ip| ip.trim().parse().ok()),
                 now_s: (p.now_ms() / 1000) as i64,
                 snapshot: snapshot.as_deref(),

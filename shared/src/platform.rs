@@ -249,9 +249,25 @@ pub trait ClientCertificates {
     fn client_certificate(&self) -> Option<ClientCertificate>;
 }
 
+/// Where the current request comes from, as the edge knows it (`request.cf` on Workers).
+pub trait ClientGeo {
+    /// The client's country (ISO 3166-1 alpha-2, e.g. `DE`); `None` when unknown.
+    fn client_country(&self) -> Option<String>;
+}
+
 /// Everything the pipeline needs from a host.
 pub trait Platform:
-    Clock + Random + Log + Kv + Upstream + Crypto + Http + Secrets + SharedCache + ClientCertificates
+    Clock
+    + Random
+    + Log
+    + Kv
+    + Upstream
+    + Crypto
+    + Http
+    + Secrets
+    + SharedCache
+    + ClientCertificates
+    + ClientGeo
 {
 }
 
@@ -265,7 +281,8 @@ impl<
             + Http
             + Secrets
             + SharedCache
-            + ClientCertificates,
+            + ClientCertificates
+            + ClientGeo,
     > Platform for T
 {
 }

@@ -86,6 +86,8 @@ pub enum ErrorCode {
     IpDenied,
     /// No Registry snapshot is loaded, so subscriptions cannot be checked.
     SnapshotUnavailable,
+    /// The API's Cedar policies do not permit the call.
+    PolicyDenied,
 }
 
 impl ErrorCode {
@@ -219,11 +221,12 @@ impl ErrorCode {
                 503,
                 "Subscriptions cannot be checked right now",
             ),
+            ErrorCode::PolicyDenied => ("policy_denied", 403, "The access policy denies this call"),
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidPath,
@@ -261,6 +264,7 @@ impl ErrorCode {
         ErrorCode::RoleDenied,
         ErrorCode::IpDenied,
         ErrorCode::SnapshotUnavailable,
+        ErrorCode::PolicyDenied,
     ];
 }
 

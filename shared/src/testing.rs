@@ -4,9 +4,9 @@
 use crate::headers::HeaderList;
 
 use crate::platform::{
-    ClientCertificate, ClientCertificates, Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log,
-    PlatformError, Random, Secrets, SharedCache, Upstream, UpstreamError, UpstreamRequest,
-    UpstreamResponse,
+    ClientCertificate, ClientCertificates, ClientGeo, Clock, Crypto, Http, HttpRequest,
+    HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache, Upstream, UpstreamError,
+    UpstreamRequest, UpstreamResponse,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -67,6 +67,7 @@ pub struct FakePlatform {
     now: Cell<u64>,
     seed: Cell<u64>,
     kv: RefCell<HashMap<String, Vec<u8>>>,
+    country: RefCell<Option<String>>,
     kv_down: Cell<bool>,
     kv_yields: Cell<bool>,
     kv_reads: Cell<u32>,
@@ -96,6 +97,7 @@ impl FakePlatform {
             now: Cell::new(1_700_000_000_000),
             seed: Cell::new(0x9e37_79b9_7f4a_7c15),
             kv: RefCell::new(HashMap::new()),
+            country: RefCell::new(None),
             kv_down: Cell::new(false),
             kv_yields: Cell::new(false),
             kv_reads: Cell::new(0),
@@ -162,6 +164,11 @@ impl FakePlatform {
     /// Sets a KV value.
     pub fn kv_put(&self, key: &str, value: &str) {
         self.kv_put_bytes(key, value.as_bytes());
+    }
+
+    /// Sets the client country the edge reports (`request.cf.country`).
+    pub fn set_country(&self, country: Option<&str>) {
+        *self.country.borrow_mut() = country.map(str::to_string);
     }
 
     /// Sets a binary KV value.
@@ -407,6 +414,12 @@ impl SharedCache for FakePlatform {
             .borrow_mut()
             .insert(key.to_string(), (value.to_vec(), until));
         Ok(())
+    }
+}
+
+impl ClientGeo for FakePlatform {
+    fn client_country(&self) -> Option<String> {
+        self.country.borrow().clone()
     }
 }
 

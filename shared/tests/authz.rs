@@ -116,6 +116,9 @@ fn config() -> Value {
                     { "name": "admin", "path": "/admin",
                       "policies": { "authorization": {
                           "roles": { "claim": "realm.roles", "admin": ["admin"], "class": "admin" } } } },
+                    { "name": "mixed", "path": "/mixed",
+                      "policies": { "authorization": {
+                          "scopes": { "required": ["orders:read"], "claim": "permissions" } } } },
                     { "name": "shadow", "path": "/shadow",
                       "policies": { "authorization": {
                           "subscription": { "mode": "shadow" },
@@ -158,6 +161,7 @@ fn introspection(req: &edgegate_core::platform::HttpRequest) -> Value {
         "tok-sandbox" => json!({"scope": "orders:read", "env": "sandbox"}),
         "tok-noenv" => json!({"scope": "orders:read", "env": null}),
         "tok-noapp" => json!({"scope": "orders:read", "client_id": null}),
+        "tok-perms" => json!({"permissions": ["orders:read"]}),
         _ => json!({"active": false}),
     };
     let mut v = base;
@@ -253,6 +257,9 @@ fn every_rule_and_reason_code() {
         ("anonymous route, denied host", Call { method: "GET", host: PROD, path: "/open/x", headers: vec![], client_ip: Some("10.9.9.9") }, 403, "ip_denied"),
         ("anonymous route, outside the allow list", Call { method: "GET", host: PROD, path: "/open/x", headers: vec![], client_ip: Some("192.0.2.1") }, 403, "ip_denied"),
         ("hidden API answers 404", Call { method: "GET", host: PROD, path: "/hidden/v1/x", headers: key("k-prod"), client_ip: None }, 404, "route_not_found"),
+        ("claim-path scopes: token", Call { method: "GET", host: PROD, path: "/orders/v1/mixed", headers: bearer("tok-perms"), client_ip: None }, 200, ""),
+        ("claim-path scopes: token without the claim", Call { method: "GET", host: PROD, path: "/orders/v1/mixed", headers: bearer("tok-reader"), client_ip: None }, 403, "insufficient_scope"),
+        ("claim-path scopes: an API key uses its record's", Call { method: "GET", host: PROD, path: "/orders/v1/mixed", headers: key("k-prod"), client_ip: None }, 200, ""),
         ("shadow rules let through", Call { method: "GET", host: PROD, path: "/orders/v1/shadow", headers: key("k-app2"), client_ip: None }, 200, ""),
     ];
     for (name, call, status, code) in &cases {

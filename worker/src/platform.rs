@@ -6,9 +6,9 @@ use crate::convert::{apply_edits, JsHeaders};
 use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
-    ClientCertificate, ClientCertificates, Clock, Crypto, Http, HttpRequest, HttpResponse, Kv, Log,
-    PlatformError, Random, Secrets, SharedCache, Upstream, UpstreamError, UpstreamRequest,
-    UpstreamResponse,
+    ClientCertificate, ClientCertificates, ClientGeo, Clock, Crypto, Http, HttpRequest,
+    HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache, Upstream, UpstreamError,
+    UpstreamRequest, UpstreamResponse,
 };
 use futures_util::future::{select, Either};
 use std::time::Duration;
@@ -428,6 +428,16 @@ fn shared_cache_url(key: &str) -> String {
 
 /// `request.cf.tlsClientAuth`: the client certificate as Cloudflare's edge verified it (mTLS
 /// must be enabled for the zone). Read only when a route accepts `mtls`.
+impl ClientGeo for WorkerPlatform {
+    fn client_country(&self) -> Option<String> {
+        let cf = js_sys::Reflect::get(self.request.as_ref()?, &"cf".into()).ok()?;
+        js_sys::Reflect::get(&cf, &"country".into())
+            .ok()?
+            .as_string()
+            .filter(|c| !c.is_empty())
+    }
+}
+
 impl ClientCertificates for WorkerPlatform {
     fn supports_client_certificates(&self) -> bool {
         true

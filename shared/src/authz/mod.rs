@@ -2,7 +2,7 @@
 //!
 //! Runs after authentication, for routes with an `authorization` policy. Rule sets are
 //! evaluated in a fixed order — [`IpRule`], [`SubscriptionRule`], [`EnvironmentRule`],
-//! [`ScopeRule`], [`RoleRule`] — each in its own [`RuleMode`]: `enforce` ends the request on
+//! [`ScopeRule`], [`RoleRule`], then Cedar ABAC (`cedar::AbacRule`, feature `cedar`) — each in its own [`RuleMode`]: `enforce` ends the request on
 //! the first deny, `shadow` records the deny and goes on, `off` skips the rule set. The
 //! subscription comes from the Registry snapshot held in the isolate
 //! ([`crate::snapshot::Snapshot`]), so a decision takes microseconds and needs no I/O.
@@ -10,6 +10,8 @@
 //! [`authorize`] is pure: it returns the [`Verdict`] (the grant for the backend, the shadow
 //! denies, and the enforced deny if any); the pipeline writes the audit events and answers.
 
+#[cfg(feature = "cedar")]
+pub mod cedar;
 mod claims;
 mod rules;
 
@@ -37,6 +39,8 @@ pub enum Rule {
     Scopes,
     /// [`RoleRule`].
     Roles,
+    /// Cedar policies.
+    Abac,
 }
 
 impl Rule {
@@ -48,6 +52,7 @@ impl Rule {
             Rule::Environment => "environment_isolation",
             Rule::Scopes => "scopes",
             Rule::Roles => "roles",
+            Rule::Abac => "abac",
         }
     }
 }
@@ -113,6 +118,12 @@ pub struct AuthzRequest<'a> {
     pub environment: &'a str,
     /// The request method.
     pub method: &'a str,
+    /// The route's name.
+    pub route: &'a str,
+    /// The request headers (ABAC context).
+    pub headers: &'a crate::headers::HeaderList,
+    /// The client's country as the edge reports it (ABAC context).
+    pub country: Option<&'a str>,
     /// The client's address (`CF-Connecting-IP` on Workers); None if the platform has none.
     pub client_ip: Option<IpAddr>,
     /// Now, unix seconds.
@@ -167,15 +178,18 @@ pub fn authorize(policy: &AuthzPolicy, req: &AuthzRequest<'_>) -> Verdict {
     {
         step!(rule.mode, check_environment(rule, req));
     }
-    let caller_scopes = |claim: Option<&ClaimPath>| -> Vec<String> {
-        let mut out: Vec<String> = match (claim, req.principal) {
+    // A configured claim applies to tokens; API keys and certificates carry their scopes in
+    // their credential record.
+    let scope_claim = policy.scopes.as_ref().and_then(|r| r.claim.as_ref());
+    let caller_scopes = || -> Vec<String> {
+        let mut out: Vec<String> = match (scope_claim, req.principal) {
             (_, None) => Vec::new(),
-            (None, Some(p)) => p.scopes().to_vec(),
-            (Some(path), Some(p)) => p
+            (Some(path), Some(p)) if matches!(p.method, "jwt" | "introspection") => p
                 .claims
                 .as_ref()
                 .map(|c| path.strings(&c.all))
                 .unwrap_or_default(),
+            (_, Some(p)) => p.scopes().to_vec(),
         };
         out.extend(sub_scopes.iter().flatten().map(|s| s.to_string()));
         out.sort();
@@ -183,7 +197,7 @@ pub fn authorize(policy: &AuthzPolicy, req: &AuthzRequest<'_>) -> Verdict {
         out
     };
     if let Some(rule) = policy.scopes.as_ref().filter(|r| r.mode != RuleMode::Off) {
-        let have = caller_scopes(rule.claim.as_ref());
+        let have = caller_scopes();
         let missing: Vec<&str> = rule
             .required
             .iter()
@@ -201,10 +215,18 @@ pub fn authorize(policy: &AuthzPolicy, req: &AuthzRequest<'_>) -> Verdict {
         }
     }
     if sub_scopes.is_some() {
-        verdict.grant.scopes = Some(caller_scopes(None));
+        verdict.grant.scopes = Some(caller_scopes());
     }
     if let Some(rule) = policy.roles.as_ref().filter(|r| r.mode != RuleMode::Off) {
         step!(rule.mode, check_roles(rule, req));
+    }
+    #[cfg(feature = "cedar")]
+    if let Some(rule) = policy.abac.as_ref().filter(|r| r.mode != RuleMode::Off) {
+        let scopes = caller_scopes();
+        step!(
+            rule.mode,
+            cedar::evaluate(rule, req, &scopes, &policy.classification)
+        );
     }
     verdict
 }

@@ -138,6 +138,11 @@ pub struct AuthzPolicy {
     pub roles: Option<RoleRule>,
     /// Answer enforced denies with 404.
     pub hide_with_404: bool,
+    /// The endpoints' data classification (Cedar's `resource.classification`).
+    pub classification: String,
+    /// Cedar policies.
+    #[cfg(feature = "cedar")]
+    pub abac: Option<super::cedar::AbacRule>,
 }
 
 impl AuthzPolicy {
@@ -149,6 +154,17 @@ impl AuthzPolicy {
             || on(self.environment.as_ref().map(|r| r.mode))
             || on(self.scopes.as_ref().map(|r| r.mode))
             || on(self.roles.as_ref().map(|r| r.mode))
+            || self.has_abac()
+    }
+
+    #[cfg(feature = "cedar")]
+    fn has_abac(&self) -> bool {
+        self.abac.as_ref().is_some_and(|r| r.mode != RuleMode::Off)
+    }
+
+    #[cfg(not(feature = "cedar"))]
+    fn has_abac(&self) -> bool {
+        false
     }
 
     /// Whether the subscription rule is evaluated (the snapshot is needed).

@@ -19,7 +19,13 @@ pub(super) struct AuthzLevel {
     environment: Option<EnvironmentRule>,
     scopes: Option<ScopeRule>,
     roles: Option<RoleRule>,
+    classification: Option<String>,
     hide_with_404: Option<bool>,
+    #[cfg(feature = "cedar")]
+    abac: Option<crate::authz::cedar::AbacRule>,
+    #[cfg(not(feature = "cedar"))]
+    #[allow(dead_code)]
+    abac: Option<()>,
 }
 
 fn mode(m: RuleModeSpec) -> RuleMode {
@@ -142,13 +148,89 @@ pub(super) fn authz_level(spec: &AuthorizationSpec, path: &str, cx: &mut Ctx) ->
             deny: cidrs(&s.deny, &format!("{p}.deny"), cx),
         }
     });
+    if let Some(c) = &spec.classification {
+        if c.is_empty() || c.chars().any(|ch| ch.is_control()) {
+            cx.err(format!("{path}.classification"), "a non-empty label");
+        }
+    }
     AuthzLevel {
         ip,
         subscription,
         environment,
         scopes,
         roles,
+        classification: spec.classification.clone(),
         hide_with_404: spec.hide_with_404,
+        #[cfg(feature = "cedar")]
+        abac: spec
+            .abac
+            .as_ref()
+            .map(|a| abac(a, &format!("{path}.abac"), cx)),
+        #[cfg(not(feature = "cedar"))]
+        abac: spec.abac.as_ref().map(|_| {
+            cx.err(
+                format!("{path}.abac"),
+                "this build has no Cedar support (build the worker with the `cedar` feature)",
+            );
+        }),
+    }
+}
+
+#[cfg(feature = "cedar")]
+fn abac(
+    spec: &super::spec::AbacRuleSpec,
+    path: &str,
+    cx: &mut Ctx,
+) -> crate::authz::cedar::AbacRule {
+    let claims: Vec<ClaimPath> = spec
+        .claims
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match ClaimPath::parse(c) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                cx.err(format!("{path}.claims[{i}]"), e);
+                None
+            }
+        })
+        .collect();
+    let headers: Vec<String> = spec
+        .context_headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            if super::compile::is_token(h) {
+                Some(h.to_ascii_lowercase())
+            } else {
+                cx.err(
+                    format!("{path}.context_headers[{i}]"),
+                    format!("{h:?} is not a header name"),
+                );
+                None
+            }
+        })
+        .collect();
+    let roles_claim = claim_path(
+        spec.roles_claim.as_deref(),
+        "roles",
+        &format!("{path}.roles_claim"),
+        cx,
+    );
+    let policies = match crate::authz::cedar::compile_policies(&spec.policies, &claims, &headers) {
+        Ok(set) => set,
+        Err(errors) => {
+            for e in errors {
+                cx.err(format!("{path}.policies"), e);
+            }
+            cedar_policy::PolicySet::new()
+        }
+    };
+    crate::authz::cedar::AbacRule {
+        mode: mode(spec.mode),
+        policies,
+        claims,
+        headers,
+        roles_claim,
     }
 }
 
@@ -174,6 +256,10 @@ pub(super) fn route_authz(
         scopes: pick(&levels, |l| l.scopes.as_ref()),
         roles: pick(&levels, |l| l.roles.as_ref()),
         hide_with_404: pick(&levels, |l| l.hide_with_404.as_ref()).unwrap_or(false),
+        classification: pick(&levels, |l| l.classification.as_ref())
+            .unwrap_or_else(|| "internal".to_string()),
+        #[cfg(feature = "cedar")]
+        abac: pick(&levels, |l| l.abac.as_ref()),
     };
     if !policy.is_active() {
         return None;

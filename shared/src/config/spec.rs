@@ -379,10 +379,45 @@ pub struct AuthorizationSpec {
     /// Client networks allowed or denied for the API or route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpRuleSpec>,
+    /// Cedar policies (ABAC), evaluated last. Needs a build with the `cedar` feature (the
+    /// worker's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abac: Option<AbacRuleSpec>,
+    /// The data classification of these endpoints, seen by Cedar policies as
+    /// `resource.classification` (e.g. `public`, `internal`, `pii`). Default `internal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<String>,
     /// Answer an enforced deny with 404 `route_not_found` instead of 403, so callers cannot
     /// tell the endpoint exists (the audit event keeps the real reason). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hide_with_404: Option<bool>,
+}
+
+/// The ABAC rule: Cedar policies over the caller, the endpoint and the request context.
+///
+/// Principal `Edgegate::Caller` (`subject`, `consumer`, `application`, `auth_method`,
+/// `roles`, `scopes`, `claims`), action `Edgegate::Action::"GET"` etc., resource
+/// `Edgegate::Endpoint` (`api`, `version`, `route`, `environment`, `classification`), context
+/// (`method`, `time` in unix seconds, optional `ip` (ipaddr) and `country`, `headers`).
+/// Policies are validated against that schema when the config is compiled.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbacRuleSpec {
+    /// `off`, `shadow` or `enforce` (default).
+    #[serde(default)]
+    pub mode: RuleModeSpec,
+    /// The Cedar policies (text). Without a `permit` that applies, a call is denied.
+    pub policies: String,
+    /// String claims exposed as `principal.claims["<name>"]` (claim paths, e.g. `dept` or
+    /// `org.unit`).
+    #[serde(default)]
+    pub claims: Vec<String>,
+    /// Request headers exposed as `context.headers["<name>"]` (lower-case in policies).
+    #[serde(default)]
+    pub context_headers: Vec<String>,
+    /// The claim with the caller's roles (`principal.roles`). Default `roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_claim: Option<String>,
 }
 
 /// The subscription rule.
