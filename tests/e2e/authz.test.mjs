@@ -404,12 +404,6 @@ test("a route accepting tokens and keys: a token's scopes come from the configur
 
 test(
   "a route accepting tokens and keys: an API key keeps its credential's scopes when the scope rule names a token claim",
-  {
-    todo:
-      "gateway bug: authz::authorize reads only the configured claim (`permissions`) from the principal's claims; " +
-      "an API-key principal's claims hold consumer_id/application_id only, so the credential's scopes are ignored " +
-      "(403 insufficient_scope, `missing scopes: orders:read`, while x-edgegate-scopes would list orders:read)",
-  },
   async () => {
     // key-web's credential grants orders:read (its subscription adds orders:history); the same
     // key passes the `read` route, whose scope rule names no claim.
