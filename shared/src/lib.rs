@@ -24,6 +24,7 @@ pub mod path;
 pub mod pipeline;
 pub mod platform;
 pub mod problem;
+pub mod ratelimit;
 pub mod route;
 pub mod single_flight;
 pub mod snapshot;

@@ -1,0 +1,3 @@
+//! Rate limiting and throttling.
+
+pub mod calendar;
