@@ -1,9 +1,15 @@
 //! Rate-limit algorithms (`edgegate_core::ratelimit`) over a manual clock: table-driven
 //! scenarios per algorithm (refill, rounding, windows, calendar boundaries, clocks going
 //! backwards), state round trips and resets, leasing equivalence and seeded random
-//! interleavings checked against independent models.
+//! interleavings checked against independent models, and the header fields parsed back
+//! with `sfv`.
 
-use edgegate_core::ratelimit::{Algorithm, CounterState, Decision, QuotaPeriod};
+use edgegate_core::ratelimit::headers::{
+    legacy_fields, ratelimit_field, ratelimit_field_for, ratelimit_list_field,
+    ratelimit_policy_field, retry_after_value, sanitize_policy_name, validate_policy_name,
+    InvalidPolicyName, RETRY_AFTER, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+};
+use edgegate_core::ratelimit::{most_restrictive, Algorithm, CounterState, Decision, QuotaPeriod};
 
 // === helpers ===
 
@@ -999,4 +1005,218 @@ fn algorithm_serde_and_policy() {
     };
     let json = serde_json::to_string(&d).unwrap();
     assert_eq!(serde_json::from_str::<Decision>(&json).unwrap(), d);
+}
+
+// === header fields ===
+
+#[test]
+fn header_fields_literal() {
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "policy, two",
+            ratelimit_policy_field(&[("burst", 100, 60), ("daily", 1000, 86_400)]),
+            r#""burst";q=100;w=60, "daily";q=1000;w=86400"#,
+        ),
+        ("policy, none", ratelimit_policy_field(&[]), ""),
+        (
+            "ratelimit, one",
+            ratelimit_field("default", 42, 17),
+            r#""default";r=42;t=17"#,
+        ),
+        (
+            "ratelimit, several",
+            ratelimit_list_field(&[("a", 0, 1), ("b", 9, 0)]),
+            r#""a";r=0;t=1, "b";r=9;t=0"#,
+        ),
+        ("ratelimit, none", ratelimit_list_field(&[]), ""),
+        (
+            "escapes quote and backslash",
+            ratelimit_field(r#"a"b\c"#, 1, 2),
+            r#""a\"b\\c";r=1;t=2"#,
+        ),
+        (
+            "sanitises non-ASCII and controls",
+            ratelimit_field("día\n", 1, 2),
+            r#""d_a_";r=1;t=2"#,
+        ),
+        (
+            "clamps to the largest sf-integer",
+            ratelimit_policy_field(&[("x", u64::MAX, 1_000_000_000_000_000)]),
+            r#""x";q=999999999999999;w=999999999999999"#,
+        ),
+        (
+            "empty name stays a valid string",
+            ratelimit_field("", 1, 1),
+            r#""";r=1;t=1"#,
+        ),
+        (
+            "from a decision, reset rounded up",
+            ratelimit_field_for(
+                "minute",
+                &Decision {
+                    allowed: true,
+                    remaining: 7,
+                    limit: 10,
+                    reset_ms: 16_001,
+                    retry_after_ms: None,
+                },
+            ),
+            r#""minute";r=7;t=17"#,
+        ),
+    ];
+    for (name, got, want) in cases {
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn header_fields_parse_back_with_sfv() {
+    use sfv::{BareItem, Integer, List, ListEntry, Parser};
+
+    fn parse(field: &str) -> Vec<(String, Vec<(String, i64)>)> {
+        let list: List = Parser::new(field).parse().expect(field);
+        list.into_iter()
+            .map(|entry| {
+                let ListEntry::Item(item) = entry else {
+                    panic!("inner list in {field}")
+                };
+                let BareItem::String(name) = item.bare_item else {
+                    panic!("not a string in {field}")
+                };
+                let params = item
+                    .params
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let BareItem::Integer(n) = v else {
+                            panic!("not an integer in {field}")
+                        };
+                        (k.as_str().to_owned(), i64::from(n))
+                    })
+                    .collect();
+                (name.as_str().to_owned(), params)
+            })
+            .collect()
+    }
+
+    let names = [
+        "default",
+        "per minute",
+        r#"quo"te\"#,
+        "tab\there",
+        "ünï",
+        "~!#$%&'()*+,-./:;<=>?@[]^_`{|}",
+    ];
+    for name in names {
+        let policies = [(name, 100, 60), ("day", u64::MAX, 86_400)];
+        let got = parse(&ratelimit_policy_field(&policies));
+        let sane = sanitize_policy_name(name).into_owned();
+        let max = i64::from(Integer::MAX);
+        assert_eq!(
+            got,
+            vec![
+                (sane.clone(), vec![("q".into(), 100), ("w".into(), 60)]),
+                ("day".into(), vec![("q".into(), max), ("w".into(), 86_400)]),
+            ],
+            "{name:?}"
+        );
+        let got = parse(&ratelimit_field(name, 42, 17));
+        assert_eq!(got, vec![(sane, vec![("r".into(), 42), ("t".into(), 17)])]);
+    }
+}
+
+#[test]
+fn policy_names_validate_or_sanitise() {
+    // (name, validation, sanitised)
+    let cases: &[(&str, Result<(), InvalidPolicyName>, &str)] = &[
+        ("default", Ok(()), "default"),
+        ("per minute", Ok(()), "per minute"),
+        (r#"a"b\c"#, Ok(()), r#"a"b\c"#),
+        ("", Err(InvalidPolicyName::Empty), ""),
+        (
+            "día",
+            Err(InvalidPolicyName::Char {
+                offset: 1, ch: 'í'
+            }),
+            "d_a",
+        ),
+        (
+            "a\tb",
+            Err(InvalidPolicyName::Char {
+                offset: 1,
+                ch: '\t',
+            }),
+            "a_b",
+        ),
+        (
+            "x\u{7f}",
+            Err(InvalidPolicyName::Char {
+                offset: 1,
+                ch: '\u{7f}',
+            }),
+            "x_",
+        ),
+        (
+            "\r\n",
+            Err(InvalidPolicyName::Char {
+                offset: 0,
+                ch: '\r',
+            }),
+            "__",
+        ),
+    ];
+    for (name, valid, sane) in cases {
+        assert_eq!(validate_policy_name(name), *valid, "{name:?}");
+        assert_eq!(sanitize_policy_name(name), *sane, "{name:?}");
+        if valid.is_ok() {
+            assert!(matches!(
+                sanitize_policy_name(name),
+                std::borrow::Cow::Borrowed(_)
+            ));
+        }
+    }
+    assert!(InvalidPolicyName::Char {
+        offset: 1, ch: 'í'
+    }
+    .to_string()
+    .contains("printable ASCII"));
+}
+
+#[test]
+fn legacy_fields_and_retry_after_from_the_most_restrictive() {
+    let alg_minute = sw(10, 60_000);
+    let alg_day = quota(3, QuotaPeriod::Month);
+    let (mut minute, mut day) = (CounterState::new(), CounterState::new());
+    let now = FEB_29_2024_NOON;
+    let mut decisions = Vec::new();
+    for _ in 0..4 {
+        decisions = vec![
+            ("minute", alg_minute.consume(&mut minute, now, 1)),
+            ("month", alg_day.consume(&mut day, now, 1)),
+        ];
+    }
+    // The month quota is exhausted and denies; the minute window still allows.
+    let (name, binding) = most_restrictive(&decisions).unwrap();
+    assert_eq!(*name, "month");
+    assert!(!binding.allowed);
+    let legacy = legacy_fields(binding);
+    assert_eq!(
+        legacy,
+        [
+            (X_RATELIMIT_LIMIT, "3".to_string()),
+            (X_RATELIMIT_REMAINING, "0".to_string()),
+            (X_RATELIMIT_RESET, "43200".to_string()),
+        ]
+    );
+    assert_eq!(RETRY_AFTER, "retry-after");
+    assert_eq!(retry_after_value(binding).as_deref(), Some("43200"));
+    // Allowed or never admissible: no Retry-After.
+    assert_eq!(retry_after_value(&decisions[0].1), None);
+    let never = alg_day.consume(&mut day, now, 4);
+    assert_eq!(retry_after_value(&never), None);
+    // Rounded up: 1 ms → 1 s.
+    let mut s = CounterState::new();
+    let tight = tb(1, 1000, 1);
+    tight.consume(&mut s, 0, 1);
+    let d = tight.consume(&mut s, 999, 1);
+    assert_eq!(retry_after_value(&d).as_deref(), Some("1"));
 }

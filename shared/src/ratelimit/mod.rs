@@ -49,6 +49,7 @@
 mod algorithm;
 pub mod calendar;
 mod decision;
+pub mod headers;
 mod quota;
 mod sliding_window;
 mod state;
