@@ -15,7 +15,7 @@ cargo fmt --all -- --check
 
 step "lint (host crates, then the worker for wasm32)"
 cargo clippy -p edgegate-core -p edgegate-bench -p edgegate-cli --all-targets -- -D warnings
-cargo clippy -p edgegate-worker --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p edgegate-worker -p edgegate-durable-objects --target wasm32-unknown-unknown -- -D warnings
 
 step "core: unit, config, routing and pipeline tests; the operator CLI"
 cargo test -p edgegate-core -p edgegate-bench -p edgegate-worker -p edgegate-cli

@@ -7,13 +7,15 @@
 //! | 3 | path | normalized ([`crate::path::normalize`]): no dot or encoded-slash tricks | 400 `invalid_path` |
 //! | 4 | route | API, version, environment, route, pool, upstream path | 404 / 405 + `Allow` |
 //! | 5 | authentication | the caller ([`crate::auth`]): JWT, introspection, API key, mTLS, or anonymous | 401 / 503 |
-//! | 6 | authorization | IP lists, subscription (Registry snapshot), environment, scopes, roles ([`crate::authz`]); audit events | 403 (or 404 when hidden) / 503 |
+//! | 6 | authorization | IP lists, subscription (Registry snapshot), environment, scopes, roles, Cedar ([`crate::authz`]); audit events | 403 (or 404 when hidden) / 503 |
+//! | 6b | rate limits | every level's limits on the shared counters ([`crate::ratelimit`]); headers | 429 + `Retry-After` / 503 |
 //! | 7 | upstream request | header hygiene, forwarding, identity and subscription headers, minted token, ids | 500 (no signing key) |
 //! | 8 | upstream | instance choice, timeout, failover on connect errors | 502 / 504 |
 //! | 9 | response | hop-by-hop removal, `X-Request-ID`, access log | — |
 //!
-//! Later stages (rate limits, cache, transforms, breakers) slot in between 6 and 7 as
-//! functions returning `Result<_, LocalReply>`: a stage that ends a request returns
+//! Failed authentications count against a per-address limit when
+//! `gateway.auth_failure_limit` is set (checked before stage 5). Later stages (cache,
+//! transforms, breakers) slot in between 6b and 7 as functions returning `Result<_, LocalReply>`: a stage that ends a request returns
 //! a [`LocalReply`]; the driver renders it once, as problem+json, and logs it.
 
 use crate::access_log::{rfc3339_ms, AccessLogRecord};
@@ -27,6 +29,7 @@ use crate::headers::{
 };
 use crate::platform::{Platform, UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::problem::{ErrorCode, LocalReply, PROBLEM_CONTENT_TYPE};
+use crate::ratelimit::{response_headers, Limiter, RateOutcome, RateRequest};
 use crate::route::{normalize_host, QueryView, RouteMiss, RouteRequest};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::trace::{self, RANDOM_BYTES};
@@ -133,6 +136,7 @@ pub struct Gateway {
     store: ConfigStore,
     auth: Authenticator,
     snapshots: SnapshotStore,
+    limiter: Limiter,
 }
 
 /// What the driver learns about a request as it goes, for the access log.
@@ -155,7 +159,13 @@ impl Gateway {
             store: ConfigStore::new(settings.config_refresh_ms),
             auth: Authenticator::default(),
             snapshots: SnapshotStore::new(settings.snapshot_refresh_ms),
+            limiter: Limiter::default(),
         }
+    }
+
+    /// The rate-limit state (leases, counter failures).
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
     }
 
     /// The Registry snapshot cache (the scheduled handler refreshes it).
@@ -328,11 +338,26 @@ impl Gateway {
         } else {
             None
         };
+        let client_addr: Option<std::net::IpAddr> =
+            client_ip.as_deref().and_then(|ip| ip.trim().parse().ok());
         if let Some(policy) = &route.auth {
-            let principal = self
+            let failure_limit = config.auth_failure_limit().zip(client_addr);
+            if let Some((limit, ip)) = failure_limit {
+                self.limiter.check_auth_failures(p, limit, ip).await?;
+            }
+            let principal = match self
                 .auth
                 .authenticate(p, config, policy, snapshot.as_deref(), headers, query)
-                .await?;
+                .await
+            {
+                Ok(principal) => principal,
+                Err(reply) => {
+                    if let (Some((limit, ip)), 401) = (failure_limit, reply.code.status()) {
+                        self.limiter.record_auth_failure(p, limit, ip).await;
+                    }
+                    return Err(reply);
+                }
+            };
             trail.principal = Some(principal);
         }
         if let Some(policy) = &route.authz {
@@ -346,7 +371,7 @@ impl Gateway {
                 route: &route.name,
                 headers,
                 country: country.as_deref(),
-                client_ip: client_ip.as_deref().and_then(|ip| ip.trim().parse().ok()),
+                client_ip: client_addr,
                 now_s: (p.now_ms() / 1000) as i64,
                 snapshot: snapshot.as_deref(),
             };
@@ -368,7 +393,24 @@ impl Gateway {
             trail.grant = Some(verdict.grant);
         }
 
-        // (Later stages go here: rate limits, cache.)
+        let rate = if route.rate_limits.is_empty() {
+            RateOutcome::default()
+        } else {
+            let grant = trail.grant.as_ref();
+            let rreq = RateRequest {
+                api: &resolved.api.name,
+                route: &route.name,
+                subscription: grant.and_then(|g| g.subscription_id.as_deref()),
+                rate_plan: grant.and_then(|g| g.rate_plan.as_deref()),
+                application: trail.principal.as_ref().and_then(|p| p.application()),
+                client_ip: client_addr,
+                priority: grant.is_some_and(|g| g.priority),
+                request_id: &trail.request_id,
+            };
+            self.limiter.check(p, &route.rate_limits, &rreq).await?
+        };
+
+        // (Later stages go here: cache, transforms.)
 
         let mut upstream_headers = upstream_headers(
             config,
@@ -433,6 +475,9 @@ impl Gateway {
             response.headers.get_header("connection").as_deref(),
         );
         edits.set("x-request-id", trail.request_id.clone());
+        for (name, value) in response_headers(&rate) {
+            edits.set(name, value);
+        }
         Ok(GatewayResponse {
             status: response.status,
             headers: ResponseHeaders::Upstream(response.headers, edits),

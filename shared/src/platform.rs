@@ -249,6 +249,101 @@ pub trait ClientCertificates {
     fn client_certificate(&self) -> Option<ClientCertificate>;
 }
 
+/// One call on a rate-limit counter: the protocol of the counter Durable Object (JSON).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CounterCall {
+    /// The counter's key (one object per key).
+    pub key: String,
+    /// The algorithm and its parameters (the object resets a state kept for others).
+    pub algorithm: crate::ratelimit::Algorithm,
+    /// What to do.
+    pub op: CounterOp,
+}
+
+/// What a [`CounterCall`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CounterOp {
+    /// Check and consume `cost` units (exact mode).
+    Consume {
+        /// Units.
+        cost: u64,
+    },
+    /// Take up to `want` units for the isolate to spend locally (approximate mode).
+    Lease {
+        /// Units wanted.
+        want: u64,
+    },
+    /// Give back `n` unused units of a lease.
+    Refund {
+        /// Units.
+        n: u64,
+        /// The lease's [`CounterReply::at_ms`] (so units go back to the window they came from).
+        leased_at_ms: u64,
+    },
+    /// Read without changing.
+    Peek,
+    /// Start over (admin).
+    Reset,
+}
+
+/// A counter's answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CounterReply {
+    /// Units granted (consume: the cost or 0; lease: 0..=want).
+    pub granted: u64,
+    /// The decision after the call.
+    pub decision: crate::ratelimit::Decision,
+    /// The counter's clock after the call (unix ms; for refunds of a lease).
+    pub at_ms: u64,
+}
+
+impl CounterCall {
+    /// Runs the call on a counter's state at `now_ms`: what the counter object does with
+    /// it (and the fake platform). Returns the reply and whether the state changed (and must
+    /// be stored). Never fails.
+    pub fn apply(
+        &self,
+        state: &mut crate::ratelimit::CounterState,
+        now_ms: u64,
+    ) -> (CounterReply, bool) {
+        let alg = &self.algorithm;
+        let (granted, decision, changed) = match self.op {
+            CounterOp::Consume { cost } => {
+                let d = alg.consume(state, now_ms, cost);
+                (if d.allowed { cost } else { 0 }, d, true)
+            }
+            CounterOp::Lease { want } => {
+                let (granted, d) = alg.lease(state, now_ms, want);
+                (granted, d, true)
+            }
+            CounterOp::Refund { n, leased_at_ms } => {
+                alg.refund_leased(state, now_ms, leased_at_ms, n);
+                (0, alg.peek(state, now_ms), n > 0)
+            }
+            CounterOp::Peek => (0, alg.peek(state, now_ms), false),
+            CounterOp::Reset => {
+                state.reset();
+                (0, alg.peek(state, now_ms), true)
+            }
+        };
+        let reply = CounterReply {
+            granted,
+            decision,
+            at_ms: state.last_seen_ms().max(now_ms),
+        };
+        (reply, changed)
+    }
+}
+
+/// Rate-limit counters shared by every isolate (Durable Objects on Workers).
+pub trait Counters {
+    /// Runs one call on the counter `call.key`, atomically.
+    ///
+    /// Errors: the counter could not be reached (the policy's failure mode decides).
+    async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError>;
+}
+
 /// Where the current request comes from, as the edge knows it (`request.cf` on Workers).
 pub trait ClientGeo {
     /// The client's country (ISO 3166-1 alpha-2, e.g. `DE`); `None` when unknown.
@@ -268,6 +363,7 @@ pub trait Platform:
     + SharedCache
     + ClientCertificates
     + ClientGeo
+    + Counters
 {
 }
 
@@ -282,7 +378,8 @@ impl<
             + Secrets
             + SharedCache
             + ClientCertificates
-            + ClientGeo,
+            + ClientGeo
+            + Counters,
     > Platform for T
 {
 }

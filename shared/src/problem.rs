@@ -88,6 +88,12 @@ pub enum ErrorCode {
     SnapshotUnavailable,
     /// The API's Cedar policies do not permit the call.
     PolicyDenied,
+    /// A rate limit or quota is exhausted; `Retry-After` says when to come back.
+    RateLimited,
+    /// A fail-closed rate limit's counter cannot be reached.
+    RateLimitUnavailable,
+    /// Too many failed authentications from this client address.
+    TooManyAuthFailures,
 }
 
 impl ErrorCode {
@@ -222,11 +228,22 @@ impl ErrorCode {
                 "Subscriptions cannot be checked right now",
             ),
             ErrorCode::PolicyDenied => ("policy_denied", 403, "The access policy denies this call"),
+            ErrorCode::RateLimited => ("rate_limited", 429, "Too many requests"),
+            ErrorCode::RateLimitUnavailable => (
+                "rate_limit_unavailable",
+                503,
+                "Rate limits cannot be checked right now",
+            ),
+            ErrorCode::TooManyAuthFailures => (
+                "too_many_auth_failures",
+                429,
+                "Too many failed authentications from this address",
+            ),
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidPath,
@@ -265,6 +282,9 @@ impl ErrorCode {
         ErrorCode::IpDenied,
         ErrorCode::SnapshotUnavailable,
         ErrorCode::PolicyDenied,
+        ErrorCode::RateLimited,
+        ErrorCode::RateLimitUnavailable,
+        ErrorCode::TooManyAuthFailures,
     ];
 }
 

@@ -4,9 +4,9 @@
 use crate::headers::HeaderList;
 
 use crate::platform::{
-    ClientCertificate, ClientCertificates, ClientGeo, Clock, Crypto, Http, HttpRequest,
-    HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache, Upstream, UpstreamError,
-    UpstreamRequest, UpstreamResponse,
+    ClientCertificate, ClientCertificates, ClientGeo, Clock, CounterCall, CounterReply, Counters,
+    Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache,
+    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -68,6 +68,9 @@ pub struct FakePlatform {
     seed: Cell<u64>,
     kv: RefCell<HashMap<String, Vec<u8>>>,
     country: RefCell<Option<String>>,
+    counters: RefCell<HashMap<String, crate::ratelimit::CounterState>>,
+    counters_down: Cell<bool>,
+    counter_calls: Cell<u32>,
     kv_down: Cell<bool>,
     kv_yields: Cell<bool>,
     kv_reads: Cell<u32>,
@@ -98,6 +101,9 @@ impl FakePlatform {
             seed: Cell::new(0x9e37_79b9_7f4a_7c15),
             kv: RefCell::new(HashMap::new()),
             country: RefCell::new(None),
+            counters: RefCell::new(HashMap::new()),
+            counters_down: Cell::new(false),
+            counter_calls: Cell::new(0),
             kv_down: Cell::new(false),
             kv_yields: Cell::new(false),
             kv_reads: Cell::new(0),
@@ -169,6 +175,16 @@ impl FakePlatform {
     /// Sets the client country the edge reports (`request.cf.country`).
     pub fn set_country(&self, country: Option<&str>) {
         *self.country.borrow_mut() = country.map(str::to_string);
+    }
+
+    /// Makes rate-limit counters unreachable (true) or reachable (false).
+    pub fn set_counters_down(&self, down: bool) {
+        self.counters_down.set(down);
+    }
+
+    /// Counter calls made so far (reachable or not).
+    pub fn counter_calls(&self) -> u32 {
+        self.counter_calls.get()
     }
 
     /// Sets a binary KV value.
@@ -414,6 +430,19 @@ impl SharedCache for FakePlatform {
             .borrow_mut()
             .insert(key.to_string(), (value.to_vec(), until));
         Ok(())
+    }
+}
+
+impl Counters for FakePlatform {
+    async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
+        self.counter_calls.set(self.counter_calls.get() + 1);
+        if self.counters_down.get() {
+            return Err(PlatformError("counter unreachable".into()));
+        }
+        let now = self.now_ms();
+        let mut counters = self.counters.borrow_mut();
+        let state = counters.entry(call.key.clone()).or_default();
+        Ok(call.apply(state, now).0)
     }
 }
 

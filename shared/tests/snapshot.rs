@@ -656,7 +656,7 @@ fn hand_built_structures_are_checked() {
             "unknown flag",
             build(
                 STRINGS,
-                &subs(&[&[0, 1, 2, 3, 4, 0, 0x20, 1, 7, 0, 0, 0, 0]]),
+                &subs(&[&[0, 1, 2, 3, 4, 0, 0x40, 1, 7, 0, 0, 0, 0]]),
             ),
             |e| {
                 matches!(

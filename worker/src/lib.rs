@@ -5,14 +5,19 @@
 //! handler refreshes the config. Everything that decides lives in `edgegate-core`; this crate
 //! only implements the platform traits ([`platform::WorkerPlatform`]).
 //!
-//! Bindings (wrangler.toml): KV namespace `EDGEGATE_CONFIG` (config pointer and versions), var
-//! `EDGEGATE_CONFIG_REFRESH_MS` (how often an isolate re-reads the pointer, default 5000).
+//! Bindings (wrangler.toml): KV namespace `EDGEGATE_CONFIG` (config pointer and versions,
+//! Registry snapshot), Durable Object namespace `EDGEGATE_COUNTERS` (class [`RateCounter`]:
+//! rate-limit counters), vars `EDGEGATE_CONFIG_REFRESH_MS` (how often an isolate re-reads the
+//! pointer, default 5000) and `EDGEGATE_SNAPSHOT_REFRESH_MS` (the snapshot, default 30000).
 
 mod body;
 mod convert;
 #[cfg(not(feature = "wasm-crypto"))]
 mod crypto;
 mod platform;
+
+/// The Durable Object classes, exported from this wasm so the runtime finds them.
+pub use edgegate_durable_objects::RateCounter;
 
 use edgegate_core::access_log::event_line;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings};

@@ -6,9 +6,9 @@ use crate::convert::{apply_edits, JsHeaders};
 use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
-    ClientCertificate, ClientCertificates, ClientGeo, Clock, Crypto, Http, HttpRequest,
-    HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache, Upstream, UpstreamError,
-    UpstreamRequest, UpstreamResponse,
+    ClientCertificate, ClientCertificates, ClientGeo, Clock, CounterCall, CounterReply, Counters,
+    Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache,
+    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use futures_util::future::{select, Either};
 use std::time::Duration;
@@ -428,6 +428,35 @@ fn shared_cache_url(key: &str) -> String {
 
 /// `request.cf.tlsClientAuth`: the client certificate as Cloudflare's edge verified it (mTLS
 /// must be enabled for the zone). Read only when a route accepts `mtls`.
+impl Counters for WorkerPlatform {
+    async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
+        let fail = |e: worker::Error| PlatformError(format!("counter {}: {e}", call.key));
+        let stub = self
+            .env
+            .durable_object(edgegate_durable_objects::COUNTER_BINDING)
+            .map_err(fail)?
+            .id_from_name(&call.key)
+            .map_err(fail)?
+            .get_stub()
+            .map_err(fail)?;
+        let body = serde_json::to_string(call).map_err(|e| PlatformError(e.to_string()))?;
+        let mut init = worker::RequestInit::new();
+        init.with_method(worker::Method::Post)
+            .with_body(Some(body.into()));
+        let req = worker::Request::new_with_init("https://counter/", &init).map_err(fail)?;
+        let mut resp = stub.fetch_with_request(req).await.map_err(fail)?;
+        if resp.status_code() != 200 {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(PlatformError(format!(
+                "counter {} answered {}: {text}",
+                call.key,
+                resp.status_code()
+            )));
+        }
+        resp.json().await.map_err(fail)
+    }
+}
+
 impl ClientGeo for WorkerPlatform {
     fn client_country(&self) -> Option<String> {
         let cf = js_sys::Reflect::get(self.request.as_ref()?, &"cf".into()).ok()?;

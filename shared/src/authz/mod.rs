@@ -89,6 +89,10 @@ pub struct Grant {
     pub subscription_id: Option<String>,
     /// Its plan.
     pub plan_id: Option<String>,
+    /// Its plan's rate plan (rate limits per plan).
+    pub rate_plan: Option<String>,
+    /// A priority subscription (rate limits do not apply).
+    pub priority: bool,
     /// The caller's scopes together with the subscription's (sorted, no repeats); None when
     /// no subscription was matched (the caller's own scopes apply unchanged).
     pub scopes: Option<Vec<String>>,
@@ -166,6 +170,8 @@ pub fn authorize(policy: &AuthzPolicy, req: &AuthzRequest<'_>) -> Verdict {
             Ok(found) => {
                 verdict.grant.subscription_id = Some(found.id);
                 verdict.grant.plan_id = Some(found.plan_id);
+                verdict.grant.rate_plan = found.rate_plan;
+                verdict.grant.priority = found.priority;
                 sub_scopes = Some(found.scopes);
             }
             Err(deny) => step!(rule.mode, Some(deny)),
@@ -257,6 +263,8 @@ fn ip_lists(allow: &[Cidr], deny: &[Cidr], ip: Option<IpAddr>) -> Option<String>
 struct Found<'a> {
     id: String,
     plan_id: String,
+    rate_plan: Option<String>,
+    priority: bool,
     scopes: Vec<&'a str>,
 }
 
@@ -361,6 +369,8 @@ fn check_subscription<'a>(req: &AuthzRequest<'a>) -> Result<Found<'a>, Deny> {
         return Ok(Found {
             id: id.to_string(),
             plan_id: sub.plan_id().to_string(),
+            rate_plan: sub.plan().map(|p| p.rate_plan().to_string()),
+            priority: sub.priority(),
             scopes: sub.scopes().collect(),
         });
     }

@@ -191,6 +191,17 @@ pub fn compile_document(
             .map(|a| super::authz::authz_level(a, &format!("{path}.authorization"), cx))
     };
     let gateway_authz = authz_of(&doc.gateway.policies, "$.gateway.policies", &mut cx);
+    let gateway_limits = super::ratelimit::rate_level(
+        &doc.gateway.policies.rate_limits,
+        "gateway",
+        "$.gateway.policies.rate_limits",
+        &mut cx,
+    );
+    let auth_failure_limit = doc
+        .gateway
+        .auth_failure_limit
+        .as_ref()
+        .and_then(|s| super::ratelimit::auth_failure_limit(s, &mut cx));
     // Validated once here; compiled again per API below for its default audience.
     if let Some(m) = &doc.gateway.policies.mint_token {
         super::auth::mint_token(m, "$.gateway.policies.mint_token", "", &mut cx);
@@ -441,6 +452,12 @@ pub fn compile_document(
         let api_auth = auth_of(&api.policies, &format!("{ap}.policies"), &mut cx)
             .or_else(|| gateway_auth.clone());
         let api_authz = authz_of(&api.policies, &format!("{ap}.policies"), &mut cx);
+        let api_limits = super::ratelimit::rate_level(
+            &api.policies.rate_limits,
+            &format!("api:{}", api.name),
+            &format!("{ap}.policies.rate_limits"),
+            &mut cx,
+        );
         // The gateway's section was validated above; here it only gets the API's audience.
         let api_mint = match (&api.policies.mint_token, &doc.gateway.policies.mint_token) {
             (Some(m), _) => Some(super::auth::mint_token(
@@ -551,6 +568,15 @@ pub fn compile_document(
             let auth = auth_of(&r.policies, &format!("{rp}.policies"), &mut cx)
                 .or_else(|| api_auth.clone());
             let route_level = authz_of(&r.policies, &format!("{rp}.policies"), &mut cx);
+            let route_limits = super::ratelimit::rate_level(
+                &r.policies.rate_limits,
+                &format!("route:{}/{}", api.name, r.name),
+                &format!("{rp}.policies.rate_limits"),
+                &mut cx,
+            );
+            let rate_limits: std::rc::Rc<[crate::ratelimit::RateLimit]> =
+                super::ratelimit::route_limits([&gateway_limits, &api_limits, &route_limits])
+                    .into();
             let authz = super::authz::route_authz(
                 [
                     route_level.as_ref(),
@@ -637,6 +663,7 @@ pub fn compile_document(
                     upstream,
                     auth,
                     authz: authz.clone(),
+                    rate_limits: rate_limits.clone(),
                     mint,
                 });
             } else {
@@ -649,6 +676,7 @@ pub fn compile_document(
                     upstream,
                     auth,
                     authz,
+                    rate_limits,
                     mint,
                 });
             }
@@ -694,6 +722,7 @@ pub fn compile_document(
             identity_providers,
             identity_headers,
             mtls_paths: cx.mtls_paths,
+            auth_failure_limit,
         }),
         _ => Err(ConfigErrors(cx.errors)),
     }

@@ -75,6 +75,8 @@ pub struct Route {
     pub auth: Option<Rc<AuthPolicy>>,
     /// Its authorization policy; None: no rule set is on.
     pub authz: Option<Rc<crate::authz::AuthzPolicy>>,
+    /// Its rate limits (every level's), in order.
+    pub rate_limits: Rc<[crate::ratelimit::RateLimit]>,
     /// The token minted for the backend, if any.
     pub mint: Option<Rc<MintToken>>,
 }
@@ -91,6 +93,7 @@ pub struct CompiledConfig {
     pub(super) identity_providers: Vec<IdentityProvider>,
     pub(super) identity_headers: IdentityHeaders,
     pub(super) mtls_paths: Vec<String>,
+    pub(super) auth_failure_limit: Option<crate::ratelimit::AuthFailureLimit>,
 }
 
 /// Everything the proxy needs to know about the route a request matched.
@@ -147,6 +150,11 @@ impl CompiledConfig {
     /// certificates must refuse such a config (see [`crate::config_store`]).
     pub fn mtls_paths(&self) -> &[String] {
         &self.mtls_paths
+    }
+
+    /// The per-address limit on failed authentications, if configured.
+    pub fn auth_failure_limit(&self) -> Option<&crate::ratelimit::AuthFailureLimit> {
+        self.auth_failure_limit.as_ref()
     }
 
     /// The identity header names.

@@ -7,6 +7,7 @@ mod compile;
 mod compiled;
 mod duplicates;
 mod error;
+mod ratelimit;
 pub mod spec;
 
 pub use compile::{compile, compile_document};

@@ -48,10 +48,27 @@ pub struct GatewaySpec {
     /// Policies that apply to every API unless an API or route sets its own.
     #[serde(default)]
     pub policies: Policies,
+    /// Failed authentications per client address (brute-force protection): when set, a
+    /// client over this limit gets 429 before its credentials are checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_failure_limit: Option<AuthFailureLimitSpec>,
     /// Request headers that carry the authenticated identity to backends. Whatever the client
     /// sends in these is always removed first.
     #[serde(default)]
     pub identity_headers: IdentityHeadersSpec,
+}
+
+/// The per-address limit on failed authentications.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFailureLimitSpec {
+    /// Failures allowed per window.
+    pub limit: u64,
+    /// The window in seconds (sliding window).
+    pub window_s: u64,
+    /// When the counter cannot be reached: `open` (default) or `closed`.
+    #[serde(default)]
+    pub on_error: FailureModeSpec,
 }
 
 /// Header names for the authenticated identity sent to backends (empty string: not sent).
@@ -341,6 +358,124 @@ pub struct Policies {
     /// lists. Each rule set is taken from the most specific level that sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationSpec>,
+    /// Rate limits and quotas. Limits of every level apply together (a request must pass all
+    /// of them); a limit with the same `name` at a more specific level replaces the broader
+    /// one (`"mode": "off"` removes it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimitSpec>,
+}
+
+/// One rate limit or quota.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Name, unique per route (letters, digits, `-`, `_`, `.`); shown in the `RateLimit`
+    /// headers and logs.
+    pub name: String,
+    /// What is counted separately: `subscription` (per authorizing subscription; skipped when
+    /// none), `application`, `api` (the API's global capacity), `route`, `ip` (per client
+    /// address; IPv6 per /64).
+    pub key: RateKeySpec,
+    /// `token_bucket`, `sliding_window` or `quota`.
+    pub algorithm: RateAlgorithmSpec,
+    /// Requests per window (token bucket: refill per window; quota: per period).
+    pub limit: u64,
+    /// Window in seconds (1, 60, 3600, 86400, ...) for `token_bucket` and `sliding_window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<u64>,
+    /// Token bucket capacity (default: `limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+    /// Quota period, calendar-aligned in UTC: `month` or `year`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<QuotaPeriodSpec>,
+    /// With `key: subscription`: the limit per rate plan (the subscription's plan's
+    /// `rate_plan` in the Registry snapshot); `limit` applies to plans not listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<String, u64>,
+    /// `exact` (default: never admits over the limit; one counter round trip per request),
+    /// `approximate` (isolates lease blocks of `lease` units; bounded over-admission),
+    /// `shadow` (counts and logs, never blocks) or `off`.
+    #[serde(default)]
+    pub mode: RateModeSpec,
+    /// When the counter cannot be reached: `open` (default: let the request through) or
+    /// `closed` (503 `rate_limit_unavailable`). Logged either way.
+    #[serde(default)]
+    pub on_error: FailureModeSpec,
+    /// Split a hot key over this many counters (1-64, default 1), each with `limit / shards`:
+    /// more throughput, and a caller may be limited when its shard is spent before the total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// Approximate mode: units leased at once (default: 1% of the limit, at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<u64>,
+    /// Wait up to this many ms for capacity before answering 429 (default 0, at most 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ms: Option<u64>,
+}
+
+/// What a rate limit counts separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKeySpec {
+    /// Per authorizing subscription.
+    Subscription,
+    /// Per client application.
+    Application,
+    /// Per API.
+    Api,
+    /// Per route.
+    Route,
+    /// Per client address.
+    Ip,
+}
+
+/// A rate-limit algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RateAlgorithmSpec {
+    /// Continuous refill with a burst capacity.
+    TokenBucket,
+    /// Sliding window counter.
+    SlidingWindow,
+    /// Calendar quota (month or year, UTC), durable.
+    Quota,
+}
+
+/// A quota's period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaPeriodSpec {
+    /// Calendar month, UTC.
+    Month,
+    /// Calendar year, UTC.
+    Year,
+}
+
+/// How a rate limit is enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RateModeSpec {
+    /// One atomic counter call per request: never over the limit.
+    #[default]
+    Exact,
+    /// Leased blocks spent locally: fast, bounded over-admission.
+    Approximate,
+    /// Counted and logged, never blocks.
+    Shadow,
+    /// Removed.
+    Off,
+}
+
+/// What to do when a counter cannot be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureModeSpec {
+    /// Let the request through.
+    #[default]
+    Open,
+    /// Answer 503.
+    Closed,
 }
 
 /// How a rule set is applied.

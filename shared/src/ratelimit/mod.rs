@@ -50,6 +50,8 @@ mod algorithm;
 pub mod calendar;
 mod decision;
 pub mod headers;
+mod limiter;
+mod policy;
 mod quota;
 mod sliding_window;
 mod state;
@@ -57,6 +59,10 @@ mod token_bucket;
 
 pub use algorithm::{Algorithm, InvalidAlgorithm};
 pub use decision::{most_restrictive, Decision};
+pub use limiter::{
+    response_headers, LimitResult, Limiter, RateOutcome, RateRequest, LEASE_MS, WARN_AT,
+};
+pub use policy::{ip_key, AuthFailureLimit, FailureMode, RateKey, RateLimit, RateMode};
 pub use quota::QuotaPeriod;
 pub use state::CounterState;
 

@@ -14,7 +14,7 @@
 //!                text: encodes, and the decoder refuses it)
 //! plans:         v count, each s id, s tier, s rate_plan
 //! subscriptions: v count, each u8 flags (1 pii, 2 canary, 4 valid_from, 8 valid_until,
-//!                16 UUID id), id (16 bytes if a canonical lowercase UUID, else s),
+//!                16 UUID id, 32 priority), id (16 bytes if a canonical lowercase UUID, else s),
 //!                s app, s api, s env, s plan, u8 status,
 //!                [s canary], [i valid_from], [i valid_until],
 //!                v n + n × s version, v n + n × s scope,
@@ -34,7 +34,7 @@
 use super::index::{
     digest_bytes, fx, hash1, hash3, hash_cred, uuid_bytes, uuid_text, AppRec, ConsumerRec, CredRec,
     PlanRec, Snapshot, SubRec, SubscriptionId, Table, CRED_ALL, CRED_APP, CRED_ENV, CRED_EXPIRES,
-    NONE, SUB_ALL, SUB_CANARY, SUB_FROM, SUB_PII, SUB_UNTIL, SUB_UUID,
+    NONE, SUB_ALL, SUB_CANARY, SUB_FROM, SUB_PII, SUB_PRIORITY, SUB_UNTIL, SUB_UUID,
 };
 use super::model::{
     Cidr, CidrError, ConsumerStatus, CredentialKind, SnapshotDoc, Subscription, SubscriptionStatus,
@@ -339,7 +339,8 @@ pub fn encode(doc: &SnapshotDoc) -> Vec<u8> {
             } else {
                 0
             }
-            | if uuid.is_some() { SUB_UUID } else { 0 };
+            | if uuid.is_some() { SUB_UUID } else { 0 }
+            | if s.flags.priority { SUB_PRIORITY } else { 0 };
         w.out.push(flags);
         match uuid {
             Some(bytes) => w.out.extend_from_slice(&bytes),

@@ -208,6 +208,7 @@ pub fn generate(n_subscriptions: usize, seed: u64) -> SnapshotDoc {
                     .chance(5)
                     .then(|| ["canary-a", "canary-b"][rng.below(2)].into()),
                 pii_access: rng.chance(10),
+                priority: rng.chance(2),
             },
             metadata,
         });

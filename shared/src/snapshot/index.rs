@@ -27,7 +27,9 @@ pub(super) const SUB_FROM: u8 = 4;
 pub(super) const SUB_UNTIL: u8 = 8;
 /// The id is a canonical lowercase UUID, stored as 16 bytes (`Snapshot::sub_uuids`).
 pub(super) const SUB_UUID: u8 = 16;
-pub(super) const SUB_ALL: u8 = SUB_PII | SUB_CANARY | SUB_FROM | SUB_UNTIL | SUB_UUID;
+pub(super) const SUB_PRIORITY: u8 = 32;
+pub(super) const SUB_ALL: u8 =
+    SUB_PII | SUB_CANARY | SUB_FROM | SUB_UNTIL | SUB_UUID | SUB_PRIORITY;
 // Credential flag bits.
 pub(super) const CRED_APP: u8 = 1;
 pub(super) const CRED_EXPIRES: u8 = 2;
@@ -775,6 +777,10 @@ impl<'a> SubscriptionView<'a> {
     pub fn pii_access(&self) -> bool {
         self.rec.flags & SUB_PII != 0
     }
+    /// Whether rate limits skip it.
+    pub fn priority(&self) -> bool {
+        self.rec.flags & SUB_PRIORITY != 0
+    }
     /// Its metadata, sorted by key.
     pub fn metadata(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + 'a {
         let snap = self.snap;
@@ -806,6 +812,7 @@ impl<'a> SubscriptionView<'a> {
             flags: SubscriptionFlags {
                 canary_group: self.canary_group().map(Into::into),
                 pii_access: self.pii_access(),
+                priority: self.priority(),
             },
             metadata: self
                 .metadata()

@@ -148,6 +148,9 @@ pub struct SubscriptionFlags {
     /// Whether it may receive personal data.
     #[serde(default)]
     pub pii_access: bool,
+    /// A priority subscription: rate limits do not apply to it.
+    #[serde(default)]
+    pub priority: bool,
 }
 
 /// An application's subscription to an API in one environment.
