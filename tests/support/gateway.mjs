@@ -13,6 +13,11 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 const SHIM = path.join(REPO_ROOT, "worker/build/worker/shim.mjs");
 const VERBOSE = !!process.env.EDGEGATE_TEST_VERBOSE;
 
+const COMPATIBILITY_DATE = "2026-04-26";
+/** The rate-limit counters' Durable Object binding and class (wrangler.toml). */
+export const COUNTER_BINDING = "EDGEGATE_COUNTERS";
+export const COUNTER_CLASS = "RateCounter";
+
 export const POINTER_KEY = "config:active";
 export const versionKey = (id) => `config:version:${id}`;
 
@@ -124,6 +129,15 @@ export class LogCapture extends EventEmitter {
  *               e.g. Registry snapshot shards (see kvValue).
  *   bindings    extra Worker bindings { NAME: "string" } (vars and secrets, e.g. an HMAC
  *               key named by an identity provider's `hmac_secret`).
+ *   counters    the Durable Object namespace bound as EDGEGATE_COUNTERS (rate limits):
+ *               - default: the worker's own `RateCounter` class with SQLite storage, as in
+ *                 wrangler.toml (the class is exported by the same wasm);
+ *               - `false`: no binding at all (every counter call fails);
+ *               - { className, script }: a class of a second worker, named "counters", whose
+ *                 ES module source is `script` (a stand-in counter, e.g. one that throws).
+ *   persistDir  a directory for Durable Object storage (`<dir>/do`) and KV (`<dir>/kv`): a
+ *               gateway started again with the same directory continues with the stored
+ *               counters (restart tests). Default: nothing outlives `close()`.
  *
  * Returns a Gateway handle (see below). Always `await gw.close()`.
  */
@@ -133,6 +147,8 @@ export async function startGateway({
   refreshMs = 200,
   kv: extraKv = {},
   bindings = {},
+  counters = {},
+  persistDir,
 } = {}) {
   if (!existsSync(SHIM)) {
     throw new Error(
@@ -140,7 +156,8 @@ export async function startGateway({
     );
   }
   const logs = new LogCapture();
-  const mf = new Miniflare({
+  const gateway = {
+    name: "edgegate",
     modules: true,
     modulesRoot: REPO_ROOT,
     scriptPath: SHIM,
@@ -148,12 +165,33 @@ export async function startGateway({
       { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
-    cf: false,
-    compatibilityDate: "2026-04-26",
+    compatibilityDate: COMPATIBILITY_DATE,
     kvNamespaces: ["EDGEGATE_CONFIG"],
     bindings: { ...bindings, EDGEGATE_CONFIG_REFRESH_MS: String(refreshMs) },
+  };
+  const workers = [gateway];
+  if (counters) {
+    const { className = COUNTER_CLASS, script } = counters;
+    gateway.durableObjects = {
+      [COUNTER_BINDING]: { className, useSQLite: true, ...(script !== undefined && { scriptName: "counters" }) },
+    };
+    if (script !== undefined) {
+      workers.push({
+        name: "counters",
+        modules: [{ type: "ESModule", path: path.join(REPO_ROOT, "counters-stand-in.mjs"), contents: script }],
+        compatibilityDate: COMPATIBILITY_DATE,
+      });
+    }
+  }
+  const mf = new Miniflare({
+    workers,
+    cf: false,
     host: "127.0.0.1",
     port: 0,
+    ...(persistDir !== undefined && {
+      durableObjectsPersist: path.join(persistDir, "do"),
+      kvPersist: path.join(persistDir, "kv"),
+    }),
     handleRuntimeStdio(stdout, stderr) {
       readline.createInterface({ input: stdout }).on("line", (l) => logs.push(l, "stdout"));
       readline.createInterface({ input: stderr }).on("line", (l) => logs.push(l, "stderr"));
@@ -236,9 +274,38 @@ export class Gateway {
     return { res, log };
   }
 
+  /**
+   * Calls a rate-limit counter object directly, as the worker does (the RateCounter protocol:
+   * POST a CounterCall as JSON): `key` as `counterKey` builds it, `algorithm` as the counter's
+   * JSON (e.g. { kind: "sliding_window", limit: 50, window_ms: 60000 }), `op` default
+   * { kind: "peek" } (reads without changing). Returns the CounterReply
+   * { granted, decision: { allowed, remaining, limit, reset_ms, retry_after_ms }, at_ms }.
+   */
+  async counter(key, algorithm, op = { kind: "peek" }) {
+    const ns = await this.mf.getDurableObjectNamespace(COUNTER_BINDING);
+    const stub = ns.get(ns.idFromName(key));
+    const res = await stub.fetch("https://counter/", {
+      method: "POST",
+      body: JSON.stringify({ key, algorithm, op }),
+    });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`counter ${key} answered ${res.status}: ${text}`);
+    return JSON.parse(text);
+  }
+
   async close() {
     await this.mf.dispose();
   }
+}
+
+/**
+ * The key of a rate-limit counter object (edgegate_core::ratelimit::RateLimit::counter_key):
+ * `scope` is where the limit is defined ("gateway", "api:<api>", "route:<api>/<route>"), `key`
+ * its config key kind ("api", "route", "ip", ...), `value` the request's value for it (an API
+ * name, "<api>/<route>", an address); `shard` only for limits with shards > 1.
+ */
+export function counterKey({ scope, name, key, value, shard }) {
+  return `rl|${scope}|${name}|${key}|${value}${shard === undefined ? "" : `|${shard}`}`;
 }
 
 /**
