@@ -15,6 +15,7 @@ pub use compiled::{
     Api, CompiledConfig, Environment, GatewaySettings, ResolvedRoute, Route, UpstreamPolicy,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub use ratelimit::{MAX_QUEUE_MS, MAX_SHARDS};
 
 /// What a platform can do, where features depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -146,6 +146,18 @@ pub(super) fn rate_level(
         let Some(base) = algorithm(spec, spec.limit.max(1), &p, cx) else {
             continue;
         };
+        // Each shard enforces limit / shards (rounded down): at least 1 each, or the key would
+        // admit more than its limit.
+        let too_small = |a: &Algorithm| match *a {
+            Algorithm::TokenBucket { rate, burst, .. } => rate.min(burst) < u64::from(shards),
+            _ => a.limit() < u64::from(shards),
+        };
+        if (2..=MAX_SHARDS).contains(&shards) && too_small(&base) {
+            cx.err(
+                format!("{p}.shards"),
+                "more shards than the limit (and burst) can be split over: each needs at least 1",
+            );
+        }
         let plans = spec
             .plans
             .iter()
@@ -154,7 +166,14 @@ pub(super) fn rate_level(
                     cx.err(format!("{p}.plans.{plan}"), "at least 1");
                     return None;
                 }
-                Some((plan.clone(), algorithm(spec, limit, &p, cx)?))
+                let alg = algorithm(spec, limit, &p, cx)?;
+                if shards > 1 && too_small(&alg) {
+                    cx.err(
+                        format!("{p}.plans.{plan}"),
+                        "less than the shards it is split over",
+                    );
+                }
+                Some((plan.clone(), alg))
             })
             .collect();
         let lease = spec.lease.unwrap_or_else(|| (base.limit() / 100).max(1));

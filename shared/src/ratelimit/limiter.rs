@@ -108,6 +108,8 @@ impl Limiter {
         if req.priority {
             return Ok(out);
         }
+        // One request waits at most MAX_QUEUE_MS in all, however many limits queue it.
+        let mut queue_left = crate::ratelimit::MAX_QUEUE_MS;
         for limit in limits {
             let value = match limit.key {
                 RateKey::Subscription => req.subscription.map(str::to_string),
@@ -124,7 +126,10 @@ impl Limiter {
             };
             let key = limit.counter_key(&value, shard);
             let algorithm = limit.algorithm_for(req.rate_plan);
-            let decision = match self.decide(p, limit, &key, algorithm).await {
+            let decision = match self
+                .decide(p, limit, &key, algorithm, &mut queue_left)
+                .await
+            {
                 Ok(d) => d,
                 Err(error) => {
                     let n = self.failures.get() + 1;
@@ -170,7 +175,8 @@ impl Limiter {
             }
             let result = LimitResult {
                 name: limit.name.clone(),
-                quota: algorithm.split(1).policy_quota_window(),
+                // With shards, the stated policy is the shard's (what this counter enforces).
+                quota: algorithm.policy_quota_window(),
                 decision,
                 warning,
                 is_quota: matches!(algorithm, Algorithm::Quota { .. }),
@@ -193,13 +199,15 @@ impl Limiter {
     }
 
     /// One limit's decision: a counter call (exact, shadow), or a local lease (approximate);
-    /// waits up to `queue_ms` for capacity when denied. Errors: the counter's.
+    /// when denied, an enforced limit waits up to its `queue_ms` (and what is left of the
+    /// request's `queue_left`) for capacity, once. Errors: the counter's.
     async fn decide<P: Counters + Clock>(
         &self,
         p: &P,
         limit: &RateLimit,
         key: &str,
         algorithm: Algorithm,
+        queue_left: &mut u64,
     ) -> Result<Decision, String> {
         let mut waited = false;
         loop {
@@ -215,8 +223,14 @@ impl Limiter {
                 }
             };
             match decision.retry_after_ms {
-                Some(ms) if !decision.allowed && !waited && ms <= limit.queue_ms => {
+                Some(ms)
+                    if !decision.allowed
+                        && !waited
+                        && limit.mode != RateMode::Shadow
+                        && ms <= limit.queue_ms.min(*queue_left) =>
+                {
                     waited = true;
+                    *queue_left -= ms;
                     p.sleep_ms(ms).await;
                 }
                 _ => return Ok(decision),

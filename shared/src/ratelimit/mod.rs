@@ -57,6 +57,7 @@ mod sliding_window;
 mod state;
 mod token_bucket;
 
+pub use crate::config::MAX_QUEUE_MS;
 pub use algorithm::{Algorithm, InvalidAlgorithm};
 pub use decision::{most_restrictive, Decision};
 pub use limiter::{

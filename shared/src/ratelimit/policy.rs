@@ -121,11 +121,16 @@ impl AuthFailureLimit {
     }
 }
 
-/// A client address as a counter key value: IPv4 as is, IPv6 as its /64 (a client usually
-/// holds a whole /64, so counting single IPv6 addresses would be trivially evaded).
+/// A client address as a counter key value: IPv4 as is (also when written IPv4-mapped,
+/// `::ffff:a.b.c.d`), IPv6 as its /64 (a client usually holds a whole /64, so counting single
+/// IPv6 addresses would be trivially evaded).
 pub fn ip_key(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => a
+            .to_ipv4_mapped()
+            .map(|v4| v4.to_string())
+            .unwrap_or_default(),
         IpAddr::V6(a) => {
             let s = a.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
@@ -173,6 +178,7 @@ mod tests {
             ("192.0.2.7", "192.0.2.7"),
             ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
             ("2001:db8:1:2::9", "2001:db8:1:2::/64"),
+            ("::ffff:203.0.113.1", "203.0.113.1"),
         ];
         for (ip, want) in table {
             assert_eq!(ip_key(ip.parse().expect("ip")), want);
