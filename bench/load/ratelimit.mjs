@@ -24,9 +24,11 @@
 // and a over n (pooled, and the median of the per-round differences), and workerd CPU per
 // request (the object runs in the same process, so its CPU is included).
 // Phase 2, one counter object: rounds of n, s1, s2, s4, s8 at --hot-connections: requests/s
-// and CPU per request through the gateway. Then, without the gateway, the driver worker makes
-// --calls counter calls (consume 1) with 32 in flight, over 1, 2, 4 or 8 keys: calls/s of the
-// objects themselves. Locally the gateway and every object share one workerd process (its
+// and CPU per request through the gateway; in the same rounds d0 / d1, the driver worker
+// (below) answering each request at once or after one counter call: what one call costs a
+// request without the gateway. Then the driver makes --calls counter calls (consume 1) within
+// one request, 32 in flight, over 1, 2, 4 or 8 keys (and 1 key with a new stub per call):
+// calls/s of the objects themselves. Locally the gateway and every object share one workerd process (its
 // JavaScript runs on one thread: workerd util stays ≤ 100% of a core), so sharding cannot add
 // capacity here; on Cloudflare each object runs apart from the others and from the workers
 // calling it. See bench/load/README.md.
@@ -116,8 +118,9 @@ function gatewayConfig(backendUrl, lease) {
   };
 }
 
-// The driver: GET /?calls=N&c=C&keys=K&prefix=P makes N consume calls on the counter objects
-// named P|0 … P|K−1 (round robin), C in flight, and answers {calls, ok, failed}.
+// The driver: GET /?calls=N&c=C&keys=K&prefix=P[&fresh=1] makes N consume calls on the counter
+// objects named P|0 … P|K−1 (round robin), C in flight, and answers {calls, ok, failed}; with
+// fresh=1 each call gets a new id and stub (idFromName + get), as the gateway does per request.
 const DRIVER = `
 const algorithm = { kind: "sliding_window", limit: ${BIG}, window_ms: 3600000 };
 export default {
@@ -127,10 +130,11 @@ export default {
     const inFlight = Number(u.searchParams.get("c"));
     const keys = Number(u.searchParams.get("keys"));
     const prefix = u.searchParams.get("prefix");
+    const fresh = u.searchParams.get("fresh") === "1";
     const targets = Array.from({ length: keys }, (_, i) => {
       const key = prefix + "|" + i;
       const body = JSON.stringify({ key, algorithm, op: { kind: "consume", cost: 1 } });
-      return { stub: env.COUNTERS.get(env.COUNTERS.idFromName(key)), body };
+      return { key, stub: env.COUNTERS.get(env.COUNTERS.idFromName(key)), body };
     });
     let next = 0, ok = 0, failed = 0;
     const lane = async () => {
@@ -138,7 +142,9 @@ export default {
         const i = next++;
         if (i >= calls) return;
         const t = targets[i % keys];
-        const res = await t.stub.fetch("https://counter/", { method: "POST", body: t.body });
+        // fresh: a new id and stub for every call, as the gateway makes one per request.
+        const stub = fresh ? env.COUNTERS.get(env.COUNTERS.idFromName(t.key)) : t.stub;
+        const res = await stub.fetch("https://counter/", { method: "POST", body: t.body });
         const reply = await res.json();
         if (res.status === 200 && reply.granted === 1) ok++;
         else failed++;
@@ -231,10 +237,10 @@ async function main() {
   const opt = options();
   const startedAt = new Date();
   const lat = 3;
-  const hot = 1 + SHARDS.length;
+  const hot = 3 + SHARDS.length;
   const estimateS =
     2 * opt.rounds * lat * (opt.duration + 0.7) + opt.rounds * hot * (opt.duration + 0.7) +
-    (2 * lat + hot) * opt.warmup + opt.rounds * SHARDS.length * (opt.calls / 1500) + 20;
+    (2 * lat + hot) * opt.warmup + opt.rounds * (SHARDS.length + 1) * (opt.calls / 1500) + 20;
   boundRun(estimateS);
   ensureBuild();
 
@@ -251,7 +257,7 @@ async function main() {
   const env = { ...benchEnv(), worker: build };
   console.log(
     `rate limits on Durable Objects: latency ${opt.rounds} rounds × 3 targets × ${opt.duration} s at 1 and ${opt.connections} connections; ` +
-      `one counter object: ${opt.rounds} rounds × ${hot} targets at ${opt.hotConnections} connections, then ${opt.calls} direct calls × ${SHARDS.length} key counts; ` +
+      `one counter object: ${opt.rounds} rounds × ${hot} targets at ${opt.hotConnections} connections, then ${opt.calls} direct calls × ${SHARDS.length + 1} variants; ` +
       `lease ${opt.lease}; ~${Math.round(estimateS)} s`,
   );
   console.log(envLine(env));
@@ -265,11 +271,15 @@ async function main() {
     { key: "x", name: "exact", url: url("/exact"), workerdPid: wd.pid, limited: true },
     { key: "a", name: `approximate (lease ${opt.lease})`, url: url("/approx"), workerdPid: wd.pid, limited: true },
   ];
+  const driverBody = (calls) => JSON.stringify({ calls, ok: calls, failed: 0 });
   const hotTargets = [
     { key: "n", name: "no limit", url: url(""), workerdPid: wd.pid, limited: false },
     ...SHARDS.map((k) => ({ key: `s${k}`, name: `exact, shards ${k}`, url: url(`/s${k}`), workerdPid: wd.pid, limited: true, shards: k })),
+    // Without the gateway: the JS driver answering at once (d0), or after one counter call (d1).
+    { key: "d0", name: "driver, no call", url: `${wd.driverUrl}/?calls=0&c=1&keys=1&prefix=d0`, workerdPid: wd.pid, body: driverBody(0) },
+    { key: "d1", name: "driver, one call", url: `${wd.driverUrl}/?calls=1&c=1&keys=1&prefix=d1`, workerdPid: wd.pid, body: driverBody(1) },
   ];
-  for (const t of [...latTargets, ...hotTargets.slice(1)]) await checkTarget(t);
+  for (const t of [...latTargets, ...hotTargets.slice(1, 1 + SHARDS.length)]) await checkTarget(t);
 
   // ------------------------------------------------------------ phase 1: added latency
   const phases = {};
@@ -284,8 +294,8 @@ async function main() {
   }
 
   // ------------------------------------------------- phase 2: one counter object, sharded
-  console.log(`\n== one counter object through the gateway, ${opt.hotConnections} connections`);
-  const hotParams = (t, duration) => ({ url: t.url, connections: opt.hotConnections, duration, timeout: 10, expectBody: BACKEND_BODY });
+  console.log(`\n== one counter object, ${opt.hotConnections} connections (through the gateway, then the driver alone)`);
+  const hotParams = (t, duration) => ({ url: t.url, connections: opt.hotConnections, duration, timeout: 10, expectBody: t.body ?? BACKEND_BODY });
   await warmUp(loadgen, hotTargets, hotParams, opt.warmup, (t) => t.key);
   const hotRounds = await runRounds({
     rounds: opt.rounds, targets: hotTargets, loadgen, backendPids: backend.pids, params: hotParams, duration: opt.duration, pauseMs: 300, pad: [16, 6],
@@ -295,18 +305,21 @@ async function main() {
   console.log(`\n== counter objects called directly (driver worker, 32 in flight, ${opt.calls} calls per run)`);
   const direct = [];
   await driverRun(wd, { calls: Math.min(opt.calls, 2000), keys: 8, prefix: "warm" });
+  const variants = [...SHARDS.map((keys) => ({ keys, fresh: false })), { keys: 1, fresh: true }];
+  const variantName = (v) => `${v.keys}${v.fresh ? ", new stub per call" : ""}`;
   for (let round = 1; round <= opt.rounds; round++) {
-    for (const keys of SHARDS) {
+    for (const v of variants) {
       await sleep(300);
-      const r = await driverRun(wd, { calls: opt.calls, keys, prefix: `direct-r${round}-k${keys}` });
-      direct.push({ round, keys, ...r });
-      console.log(`round ${round} keys ${keys}  ${fmt(r.callsPerS)} calls/s  workerd ${fmt(r.workerdCpuUsPerCall, 1)} µs/call${r.failed ? `  FAILED ${r.failed}` : ""}`);
+      const r = await driverRun(wd, { calls: opt.calls, keys: v.keys, fresh: v.fresh, prefix: `direct-r${round}-k${v.keys}${v.fresh ? "f" : ""}` });
+      direct.push({ round, keys: v.keys, ...r });
+      console.log(`round ${round} keys ${variantName(v)}  ${fmt(r.callsPerS)} calls/s  workerd ${fmt(r.workerdCpuUsPerCall, 1)} µs/call${r.failed ? `  FAILED ${r.failed}` : ""}`);
     }
   }
-  const directSummary = SHARDS.map((keys) => {
-    const mine = direct.filter((d) => d.keys === keys);
+  const directSummary = variants.map(({ keys, fresh }) => {
+    const mine = direct.filter((d) => d.keys === keys && d.fresh === fresh);
     return {
       keys,
+      fresh,
       callsPerSMedian: median(mine.map((d) => d.callsPerS)),
       callsPerSMin: Math.min(...mine.map((d) => d.callsPerS)),
       callsPerSMax: Math.max(...mine.map((d) => d.callsPerS)),
@@ -360,7 +373,7 @@ async function main() {
     );
   }
 
-  console.log(`\none counter object through the gateway, ${opt.hotConnections} connections`);
+  console.log(`\none counter object, ${opt.hotConnections} connections (n, s*: through the gateway; d*: the driver worker, no gateway)`);
   console.log(
     table(
       ["target", "req/s (median)", "min–max", "p50 ms", "p99 ms", "workerd CPU µs/req", "workerd util", "errors"],
@@ -375,7 +388,7 @@ async function main() {
   console.log(
     table(
       ["keys (objects)", "calls/s (median)", "min–max", "workerd CPU µs/call", "failed"],
-      directSummary.map((d) => [String(d.keys), fmt(d.callsPerSMedian), `${fmt(d.callsPerSMin)}–${fmt(d.callsPerSMax)}`, fmt(d.workerdCpuUsPerCall, 1), String(d.failed)]),
+      directSummary.map((d) => [variantName(d), fmt(d.callsPerSMedian), `${fmt(d.callsPerSMin)}–${fmt(d.callsPerSMax)}`, fmt(d.workerdCpuUsPerCall, 1), String(d.failed)]),
       ["l"],
     ),
   );
@@ -425,11 +438,11 @@ function mergedPercentile(rounds, targets, q) {
 }
 
 /** One driver run: { calls, ok, failed, ms, callsPerS, workerdCpuUsPerCall }. */
-async function driverRun(wd, { calls, keys, prefix }) {
+async function driverRun(wd, { calls, keys, prefix, fresh = false }) {
   const cpu0 = procCpuMs(wd.pid);
   const t0 = performance.now();
   const res = await withTimeout(
-    fetch(`${wd.driverUrl}/?calls=${calls}&c=32&keys=${keys}&prefix=${encodeURIComponent(prefix)}`),
+    fetch(`${wd.driverUrl}/?calls=${calls}&c=32&keys=${keys}&prefix=${encodeURIComponent(prefix)}${fresh ? "&fresh=1" : ""}`),
     120_000,
     `driver run (${calls} calls, ${keys} keys)`,
   );
@@ -437,7 +450,7 @@ async function driverRun(wd, { calls, keys, prefix }) {
   const ms = performance.now() - t0;
   const cpu = procCpuMs(wd.pid) - cpu0;
   if (res.status !== 200) throw new Error(`driver: HTTP ${res.status}`);
-  return { ...body, ms, callsPerS: (1000 * body.calls) / ms, workerdCpuUsPerCall: (cpu * 1000) / body.calls };
+  return { ...body, fresh, ms, callsPerS: (1000 * body.calls) / ms, workerdCpuUsPerCall: (cpu * 1000) / body.calls };
 }
 
 await runMain(main);
