@@ -532,6 +532,9 @@ describe("per-address limit on failed authentications (limit 3 per 60 s)", () =>
       assert.match(single(res, "retry-after"), /^[1-9][0-9]*$/);
       assert.ok(Number(res.headers["retry-after"]) <= 120, "within the window's reach (≤ 2 × 60 s)");
     }
+    // The same address written IPv4-mapped counts as itself.
+    const { res: mapped } = await call(`::ffff:${ip}`, GOOD);
+    assertProblem(mapped, { status: 429, code: "too_many_auth_failures" });
     // Another address: its own count.
     const { res: other } = await call("198.51.100.8", "wrong-x");
     assertProblem(other, { status: 401, code: "unknown_api_key" });
