@@ -341,24 +341,22 @@ impl Gateway {
         let client_addr: Option<std::net::IpAddr> =
             client_ip.as_deref().and_then(|ip| ip.trim().parse().ok());
         if let Some(policy) = &route.auth {
+            // The attempt is counted first and given back unless it fails with 401: atomic,
+            // so concurrent guesses cannot all pass before any is counted.
             let failure_limit = config.auth_failure_limit().zip(client_addr);
-            if let Some((limit, ip)) = failure_limit {
-                self.limiter.check_auth_failures(p, limit, ip).await?;
-            }
-            let principal = match self
+            let counted = match failure_limit {
+                Some((limit, ip)) => self.limiter.admit_auth_attempt(p, limit, ip).await?,
+                None => None,
+            };
+            let result = self
                 .auth
                 .authenticate(p, config, policy, snapshot.as_deref(), headers, query)
-                .await
-            {
-                Ok(principal) => principal,
-                Err(reply) => {
-                    if let (Some((limit, ip)), 401) = (failure_limit, reply.code.status()) {
-                        self.limiter.record_auth_failure(p, limit, ip).await;
-                    }
-                    return Err(reply);
-                }
-            };
-            trail.principal = Some(principal);
+                .await;
+            let failed = matches!(&result, Err(reply) if reply.code.status() == 401);
+            if let (Some((limit, ip)), Some(at), false) = (failure_limit, counted, failed) {
+                self.limiter.forgive_auth_attempt(p, limit, ip, at).await;
+            }
+            trail.principal = Some(result?);
         }
         if let Some(policy) = &route.authz {
             let country = p.client_country();

@@ -332,13 +332,6 @@ describe("exactness under concurrency (sliding window, key api, limit 50)", () =
 
   test(
     "approximate mode (lease 10): 200 concurrent requests admit at least 50 − N × B = 40",
-    {
-      todo:
-        "gateway bug: concurrent lease misses in one isolate each lease a block and overwrite each " +
-        "other's lease (Limiter::spend_lease, shared/src/ratelimit/limiter.rs), so the overwritten " +
-        "blocks stay counted in the Durable Object, never spent nor refunded: 14-23 of 200 admitted in our runs " +
-        "(all 50 units counted as spent in the object; the rest lost until the window rolls), bound says >= 40",
-    },
     async () => {
       const name = LOWER;
       const rs = await burst(gw, CONCURRENT, { path: `/${name}/x` });
@@ -555,13 +548,6 @@ describe("per-address limit on failed authentications (limit 3 per 60 s)", () =>
 
   test(
     "concurrent wrong keys from one address: at most 3 are evaluated (401), the rest 429",
-    {
-      todo:
-        "gateway weakness: the check (Peek) and the count (Consume after the 401) are separate counter " +
-        "calls (Limiter::check_auth_failures / record_auth_failure, shared/src/pipeline.rs), so " +
-        "concurrent guesses all pass the check before any is counted: 50 concurrent wrong keys " +
-        "from one address were answered 401 between 15 and 50 times in our runs (expected <= 3)",
-    },
     async () => {
       const ip = "203.0.113.9";
       const rs = await Promise.all(

@@ -281,7 +281,7 @@ impl Limiter {
         if reply.granted == 0 {
             return Ok(reply.decision);
         }
-        let lease = Lease {
+        let mut lease = Lease {
             left: reply.granted - 1,
             at_ms: reply.at_ms,
             until_ms: now.saturating_add(LEASE_MS.min(reply.decision.reset_ms.max(1))),
@@ -290,55 +290,76 @@ impl Limiter {
                 ..reply.decision
             },
         };
+        // Concurrent requests of this isolate that all found no lease each leased a block:
+        // keep every block's units (one lease with the earliest time, so a refund never
+        // credits a window the units were not counted in).
+        if let Some(other) = self.leases.get(&key_s) {
+            lease.left = lease.left.saturating_add(other.left);
+            lease.at_ms = lease.at_ms.min(other.at_ms);
+            lease.until_ms = lease.until_ms.min(other.until_ms);
+        }
         self.leases.insert(key_s, lease);
         let mut d = lease.decision;
         d.remaining = d.remaining.saturating_add(lease.left);
         Ok(d)
     }
 
-    /// Brute-force protection, before authentication: whether the client address is over
-    /// its failed-authentication limit.
+    /// Brute-force protection, before authentication: counts this attempt against the client
+    /// address's limit on failed authentications, atomically (so concurrent guesses cannot all
+    /// pass a check before any is counted). The caller gives the unit back with
+    /// [`Limiter::forgive_auth_attempt`] when the attempt did not fail. Returns the counter's
+    /// time of the count (for the refund), or None when the counter could not be reached and
+    /// the limit fails open.
     ///
-    /// Errors: 429 `too_many_auth_failures` when it is, 503 `rate_limit_unavailable` when
-    /// the counter cannot be reached and the limit fails closed.
-    pub async fn check_auth_failures<P: Counters + Clock + Log>(
+    /// Errors: 429 `too_many_auth_failures` with `Retry-After` (when the next attempt will be
+    /// counted again), 503 `rate_limit_unavailable` when the counter cannot be reached and the
+    /// limit fails closed.
+    pub async fn admit_auth_attempt<P: Counters + Clock + Log>(
         &self,
         p: &P,
         limit: &AuthFailureLimit,
         ip: IpAddr,
-    ) -> Result<(), LocalReply> {
+    ) -> Result<Option<u64>, LocalReply> {
         let call = CounterCall {
             key: AuthFailureLimit::counter_key(ip),
             algorithm: limit.algorithm,
-            op: CounterOp::Peek,
+            op: CounterOp::Consume { cost: 1 },
         };
         match p.counter(&call).await {
-            Ok(reply) if reply.decision.remaining == 0 => {
+            Ok(reply) if reply.decision.allowed => Ok(Some(reply.at_ms)),
+            Ok(reply) => {
                 let d = reply.decision;
-                let wait = super::headers::reset_seconds(d.reset_ms).max(1);
+                let wait =
+                    super::headers::reset_seconds(d.retry_after_ms.unwrap_or(d.reset_ms)).max(1);
                 Err(LocalReply::new(
                     ErrorCode::TooManyAuthFailures,
                     format!("{ip}: {} failed authentications", d.limit),
                 )
                 .with_header("retry-after", wait.to_string()))
             }
-            Ok(_) => Ok(()),
-            Err(e) => self.counter_failure(p, "auth_failures", limit.on_error, &e.0),
+            Err(e) => self
+                .counter_failure(p, "auth_failures", limit.on_error, &e.0)
+                .map(|()| None),
         }
     }
 
-    /// Counts one failed authentication of `ip`. Never fails the request (it already failed);
-    /// a counter error is logged.
-    pub async fn record_auth_failure<P: Counters + Clock + Log>(
+    /// Gives back the unit [`Limiter::admit_auth_attempt`] counted, for an attempt that did not
+    /// fail (authenticated, or the gateway could not check). Never fails the request; a
+    /// counter error is logged.
+    pub async fn forgive_auth_attempt<P: Counters + Clock + Log>(
         &self,
         p: &P,
         limit: &AuthFailureLimit,
         ip: IpAddr,
+        counted_at_ms: u64,
     ) {
         let call = CounterCall {
             key: AuthFailureLimit::counter_key(ip),
             algorithm: limit.algorithm,
-            op: CounterOp::Consume { cost: 1 },
+            op: CounterOp::Refund {
+                n: 1,
+                leased_at_ms: counted_at_ms,
+            },
         };
         if let Err(e) = p.counter(&call).await {
             let _ = self.counter_failure(p, "auth_failures", FailureMode::Open, &e.0);
