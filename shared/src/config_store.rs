@@ -13,6 +13,17 @@ use serde_json::json;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// Whether a store last checked at `checked_at` (unix ms; None: never) is due to check again
+/// at `now`, every `interval_ms`. A clock that went backwards makes it due (the check is
+/// cheap; waiting for the clock to catch up could take arbitrarily long). Shared by the
+/// isolate's config and snapshot stores.
+pub(crate) fn refresh_due(checked_at: Option<u64>, now: u64, interval_ms: u64) -> bool {
+    match checked_at {
+        None => true,
+        Some(t) => now < t || now - t >= interval_ms,
+    }
+}
+
 /// The key whose value is the id of the active config version.
 pub const POINTER_KEY: &str = "config:active";
 
@@ -76,11 +87,10 @@ impl ConfigStore {
         let now = p.now_ms();
         let (active, due) = {
             let s = self.state.borrow();
-            let due = match s.checked_at {
-                None => true,
-                Some(t) => now < t || now - t >= self.refresh_ms,
-            };
-            (s.active.clone(), due)
+            (
+                s.active.clone(),
+                refresh_due(s.checked_at, now, self.refresh_ms),
+            )
         };
         if !due {
             return active;

@@ -9,6 +9,7 @@
 
 use super::{decode, join, ShardManifest, Snapshot};
 use crate::access_log::event_line;
+use crate::config_store::refresh_due;
 use crate::platform::{Clock, Kv, Log};
 use crate::single_flight::SingleFlight;
 use serde_json::json;
@@ -74,11 +75,10 @@ impl SnapshotStore {
         let now = p.now_ms();
         let (active, due) = {
             let s = self.state.borrow();
-            let due = match s.checked_at {
-                None => true,
-                Some(t) => now < t || now - t >= self.refresh_ms,
-            };
-            (s.active.clone(), due)
+            (
+                s.active.clone(),
+                refresh_due(s.checked_at, now, self.refresh_ms),
+            )
         };
         if !due {
             return active;
