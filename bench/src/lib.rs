@@ -10,6 +10,11 @@
 //! The last API of every generated config is the *probe API*: always complete, inserted last,
 //! and the target of the [`Probes`] requests, so "deep in the table" means the same thing at
 //! every size.
+//!
+//! [`authz_fixture`] holds the fixtures of the authorization decision benches, shared by the
+//! criterion bench `authz` and the wasm crate `edgegate-wasm-snapshot`.
+
+pub mod authz_fixture;
 
 use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::RequestHead;

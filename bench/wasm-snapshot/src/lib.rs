@@ -12,30 +12,21 @@
 //! - fresh instance, like an isolate that reads the snapshot from KV: [`input_alloc`], the
 //!   encoded bytes copied in by JS (from another instance's [`bytes_ptr`] / [`bytes_len`]),
 //!   then [`decode_once`]; its linear memory then holds only the bytes and the snapshot;
-//! - authorization decision: [`authz_prepare`] (the setup of `bench/benches/authz.rs`: up to
-//!   1,024 callers (721 with seed 42) and the 5-rule policy over a generated snapshot, the
-//!   20-policy Cedar set and its caller), then the decision loops [`authz_rules`] and
-//!   [`authz_abac`].
+//! - authorization decision: [`authz_prepare`] (the fixtures `bench/benches/authz.rs` uses,
+//!   [`edgegate_bench::authz_fixture`]: up to 1,024 callers (721 with seed 42) and the 5-rule
+//!   policy over a generated snapshot, the 20-policy Cedar set and its caller), then the
+//!   decision loops [`authz_rules`] and [`authz_abac`].
 //!
 //! Built with the workspace's release profile (`opt-level = "s"`, fat LTO; Cedar's crates at
 //! `opt-level = "z"`), as the worker is. Cedar adds no imports: nothing it links asks the host
 //! for randomness or time (std's `HashMap` seeding makes no host call on
 //! wasm32-unknown-unknown), and the node script refuses a module that has imports.
 
-use edgegate_core::auth::{Principal, TokenClaims};
-use edgegate_core::authz::cedar::{compile_policies, AbacRule};
-use edgegate_core::authz::{
-    authorize, AuthzPolicy, AuthzRequest, ClaimPath, EnvironmentRule, IpRule, RoleRule, RuleMode,
-    ScopeRule, SubscriptionRule,
-};
-use edgegate_core::headers::HeaderList;
-use edgegate_core::snapshot::{
-    decode, encode, generate, CredentialKind, Snapshot, SubscriptionStatus,
-};
+use edgegate_bench::authz_fixture::Authz;
+use edgegate_core::authz::authorize;
+use edgegate_core::snapshot::{decode, encode, generate, CredentialKind, Snapshot};
 use std::cell::RefCell;
 use std::hint::black_box;
-use std::net::IpAddr;
-use std::rc::Rc;
 
 /// Probe keys cycled by the lookup loops: about 1,024 of each, spread over the document.
 #[derive(Default)]
@@ -231,264 +222,20 @@ pub extern "C" fn lookups_application(iterations: u32) -> u32 {
     })
 }
 
-/// A caller of the 5-rule bench: its principal and the endpoint it calls.
-struct Caller {
-    principal: Principal,
-    api: String,
-    environment: String,
-    version: String,
-}
-
-/// The fixtures of `bench/benches/authz.rs`.
-struct Authz {
-    /// The decoded snapshot the 5-rule policy checks subscriptions against.
-    snapshot: Snapshot,
-    /// Callers with an active subscription, cycled by [`authz_rules`].
-    callers: Vec<Caller>,
-    /// IP lists, subscription, environment isolation, scopes (shadow) and roles.
-    rules: AuthzPolicy,
-    /// The 20 Cedar policies (16 permits, 4 forbids) and nothing else.
-    abac: AuthzPolicy,
-    /// The caller the Cedar policies see (roles `viewer`, claim `tenant` = `t1`).
-    abac_principal: Principal,
-    /// `x-tenant: t1`, exposed to the policies.
-    abac_headers: HeaderList,
-    /// No headers (the 5-rule bench).
-    no_headers: HeaderList,
-    /// 203.0.113.7: not in the 5-rule policy's deny list, nor in the Cedar `office-net` range.
-    client_ip: Option<IpAddr>,
-}
-
-fn path(p: &str) -> Result<ClaimPath, ()> {
-    ClaimPath::parse(p).map_err(drop)
-}
-
-/// The 5-rule request of `caller` (as the native bench builds it).
-fn rules_request<'a>(authz: &'a Authz, snap: &'a Snapshot, caller: &'a Caller) -> AuthzRequest<'a> {
-    AuthzRequest {
-        principal: Some(&caller.principal),
-        api: &caller.api,
-        version: Some(&caller.version),
-        environment: &caller.environment,
-        method: "GET",
-        route: "list",
-        headers: &authz.no_headers,
-        country: Some("DE"),
-        client_ip: authz.client_ip,
-        now_s: 1_700_000_000,
-        snapshot: Some(snap),
-    }
-}
-
-/// The Cedar request (as the native bench builds it): GET api7/list from DE.
-fn abac_request(authz: &Authz) -> AuthzRequest<'_> {
-    AuthzRequest {
-        principal: Some(&authz.abac_principal),
-        api: "api7",
-        version: Some("v1"),
-        environment: "production",
-        method: "GET",
-        route: "list",
-        headers: &authz.abac_headers,
-        country: Some("DE"),
-        client_ip: authz.client_ip,
-        now_s: 1_700_000_000,
-        snapshot: None,
-    }
-}
-
-/// Twenty Cedar policies (16 permits, one per API, and 4 forbids): `policies_20` of
-/// `bench/benches/authz.rs`, verbatim.
-fn policies_20() -> String {
-    let mut out = String::new();
-    for i in 0..16 {
-        out.push_str(&format!(
-            "@id(\"read-api{i}\")\npermit(principal, action in [Edgegate::Action::\"GET\", \
-             Edgegate::Action::\"HEAD\"], resource) when {{ resource.api == \"api{i}\" && \
-             principal.roles.contains(\"viewer\") && context.time > 0 }};\n"
-        ));
-    }
-    out.push_str(
-        "@id(\"embargo\")\nforbid(principal, action, resource) when { context has country && \
-         [\"KP\", \"IR\"].contains(context.country) };\n\
-         @id(\"pii\")\nforbid(principal, action, resource) when { resource.classification == \"pii\" \
-         && !principal.scopes.contains(\"pii:read\") };\n\
-         @id(\"office-net\")\nforbid(principal, action, resource) when { resource.environment == \
-         \"internal\" && !(context has ip && context.ip.isInRange(ip(\"10.0.0.0/8\"))) };\n\
-         @id(\"tenant\")\nforbid(principal, action, resource) when { context.headers has \"x-tenant\" \
-         && principal.claims has \"tenant\" && context.headers[\"x-tenant\"] != principal.claims[\"tenant\"] };\n",
-    );
-    out
-}
-
-/// Builds [`Authz`] from a generated snapshot of `n` subscriptions with `seed` and checks it as
-/// the native bench does (the Cedar caller allowed from DE, denied from KP). Returns it and how
-/// many of the callers the 5-rule policy allows; Err if a check fails.
-fn build_authz(n: usize, seed: u64) -> Result<(Authz, usize), ()> {
-    let doc = generate(n, seed);
-    let snapshot = decode(&encode(&doc)).map_err(drop)?;
-    // Callers with an active subscription (no window, no IP lists); a few are denied all the
-    // same (suspended consumer), as in real traffic. The claim values are built with `.into()`
-    // rather than `serde_json::json!`, so this crate needs no serde_json dependency of its own.
-    let callers: Vec<Caller> = doc
-        .subscriptions
-        .iter()
-        .filter(|s| {
-            s.status == SubscriptionStatus::Active
-                && s.valid_from.is_none()
-                && s.valid_until.is_none()
-                && s.ip_allow.is_empty()
-                && s.ip_deny.is_empty()
-        })
-        .step_by(50)
-        .take(1024)
-        .map(|s| {
-            let mut claims = TokenClaims {
-                issuer: Some("https://idp.example".into()),
-                subject: Some("alice".into()),
-                audiences: vec!["orders".into()],
-                expires: None,
-                not_before: None,
-                issued_at: None,
-                application: Some(s.application_id.clone()),
-                scopes: vec!["read".into(), "orders:read".into()],
-                all: Default::default(),
-            };
-            claims
-                .all
-                .insert("roles".into(), vec!["viewer", "editor"].into());
-            let version = if s.versions[0] == "*" {
-                "v1"
-            } else {
-                &s.versions[0]
-            };
-            Caller {
-                principal: Principal {
-                    method: "jwt",
-                    claims: Some(Rc::new(claims)),
-                    environment: Some(s.environment.clone()),
-                },
-                api: s.api.clone(),
-                environment: s.environment.clone(),
-                version: version.to_string(),
-            }
-        })
-        .collect();
-    drop(doc);
-    if callers.is_empty() {
-        return Err(());
-    }
-    let rules = AuthzPolicy {
-        ip: Some(IpRule {
-            mode: RuleMode::Enforce,
-            allow: Vec::new(),
-            deny: vec!["198.51.100.0/24".parse().map_err(drop)?],
-        }),
-        subscription: Some(SubscriptionRule {
-            mode: RuleMode::Enforce,
-        }),
-        environment: Some(EnvironmentRule {
-            mode: RuleMode::Enforce,
-            claim: path("env")?,
-        }),
-        scopes: Some(ScopeRule {
-            mode: RuleMode::Shadow,
-            required: vec!["read".into()],
-            claim: None,
-        }),
-        roles: Some(RoleRule {
-            mode: RuleMode::Enforce,
-            claim: path("roles")?,
-            read: vec!["viewer".into()],
-            write: vec!["editor".into()],
-            admin: Vec::new(),
-            class: None,
-        }),
-        hide_with_404: false,
-        classification: "internal".into(),
-        abac: None,
-    };
-
-    let claims = vec![path("tenant")?];
-    let headers_exposed = vec!["x-tenant".to_string()];
-    let policies = compile_policies(&policies_20(), &claims, &headers_exposed).map_err(drop)?;
-    if policies.policies().count() != 20 {
-        return Err(());
-    }
-    let abac = AuthzPolicy {
-        abac: Some(AbacRule {
-            mode: RuleMode::Enforce,
-            policies,
-            claims,
-            headers: headers_exposed,
-            roles_claim: path("roles")?,
-        }),
-        classification: "internal".into(),
-        ..AuthzPolicy::default()
-    };
-    let mut claims = TokenClaims {
-        issuer: Some("https://idp.example".into()),
-        subject: Some("alice".into()),
-        audiences: vec![],
-        expires: None,
-        not_before: None,
-        issued_at: None,
-        application: Some("app1".into()),
-        scopes: vec!["read".into()],
-        all: Default::default(),
-    };
-    claims.all.insert("roles".into(), vec!["viewer"].into());
-    claims.all.insert("tenant".into(), "t1".into());
-    let abac_principal = Principal {
-        method: "jwt",
-        claims: Some(Rc::new(claims)),
-        environment: None,
-    };
-    let authz = Authz {
-        snapshot,
-        callers,
-        rules,
-        abac,
-        abac_principal,
-        abac_headers: HeaderList::from_pairs([("x-tenant", "t1".to_string())]),
-        no_headers: HeaderList::new(),
-        client_ip: "203.0.113.7".parse().ok(),
-    };
-
-    let allowed = authz
-        .callers
-        .iter()
-        .filter(|c| {
-            let req = rules_request(&authz, &authz.snapshot, c);
-            authorize(&authz.rules, &req).deny.is_none()
-        })
-        .count();
-    let req = abac_request(&authz);
-    let from_kp = AuthzRequest {
-        country: Some("KP"),
-        ..req
-    };
-    if authorize(&authz.abac, &req).deny.is_some()
-        || authorize(&authz.abac, &from_kp).deny.is_none()
-    {
-        return Err(());
-    }
-    Ok((authz, allowed))
-}
-
-/// Sets up the authorization benches (the fixtures of `bench/benches/authz.rs`) over a
+/// Sets up the authorization benches ([`Authz::build`], as `bench/benches/authz.rs`) over a
 /// generated snapshot of `n` subscriptions with `seed` (the native bench: 100,000, seed 42),
 /// replacing any previous setup. Returns how many of the [`authz_caller_count`] callers the
 /// 5-rule policy allows, or `u32::MAX` if the setup fails (nothing is kept then).
 #[no_mangle]
 pub extern "C" fn authz_prepare(n: u32, seed: u32) -> u32 {
     STATE.with_borrow_mut(|st| st.authz = None);
-    match build_authz(n as usize, u64::from(seed)) {
-        Ok((authz, allowed)) => {
+    match Authz::build(n as usize, u64::from(seed)) {
+        Ok(authz) => {
+            let allowed = authz.rules_allowed();
             STATE.with_borrow_mut(|st| st.authz = Some(Box::new(authz)));
             len_u32(allowed)
         }
-        Err(()) => u32::MAX,
+        Err(_) => u32::MAX,
     }
 }
 
@@ -506,7 +253,7 @@ pub extern "C" fn authz_rules(iterations: u32) -> u32 {
         let mut allowed = 0u32;
         for i in 0..iterations as usize {
             let caller = &authz.callers[i % authz.callers.len()];
-            let req = rules_request(authz, black_box(&authz.snapshot), caller);
+            let req = authz.rules_request(black_box(&authz.snapshot), caller);
             let verdict = authorize(black_box(&authz.rules), &req);
             allowed = allowed.wrapping_add(u32::from(verdict.deny.is_none()));
         }
@@ -520,7 +267,7 @@ pub extern "C" fn authz_rules(iterations: u32) -> u32 {
 #[no_mangle]
 pub extern "C" fn authz_abac(iterations: u32) -> u32 {
     with_authz(|authz| {
-        let req = abac_request(authz);
+        let req = authz.abac_request();
         let mut allowed = 0u32;
         for _ in 0..iterations {
             let verdict = authorize(black_box(&authz.abac), black_box(&req));
