@@ -429,31 +429,41 @@ fn shared_cache_url(key: &str) -> String {
 /// `request.cf.tlsClientAuth`: the client certificate as Cloudflare's edge verified it (mTLS
 /// must be enabled for the zone). Read only when a route accepts `mtls`.
 impl Counters for WorkerPlatform {
+    /// One `POST` to the key's object, built and read through the JS APIs directly (a
+    /// `web_sys::Request` with a string body, the stub's own `fetch`, one `text()`), not
+    /// through workers-rs' `Request`/`Response` wrappers, which cost CPU on every call.
     async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
-        let fail = |e: worker::Error| PlatformError(format!("counter {}: {e}", call.key));
-        let stub = self
+        let fail = |e: String| PlatformError(format!("counter {}: {e}", call.key));
+        let js = |e: JsValue| fail(format!("{e:?}"));
+        let stub: worker::worker_sys::DurableObject = self
             .env
             .durable_object(edgegate_durable_objects::COUNTER_BINDING)
-            .map_err(fail)?
-            .id_from_name(&call.key)
-            .map_err(fail)?
-            .get_stub()
-            .map_err(fail)?;
-        let body = serde_json::to_string(call).map_err(|e| PlatformError(e.to_string()))?;
-        let mut init = worker::RequestInit::new();
-        init.with_method(worker::Method::Post)
-            .with_body(Some(body.into()));
-        let req = worker::Request::new_with_init("https://counter/", &init).map_err(fail)?;
-        let mut resp = stub.fetch_with_request(req).await.map_err(fail)?;
-        if resp.status_code() != 200 {
-            let text = resp.text().await.unwrap_or_default();
+            .and_then(|ns| ns.get_by_name(&call.key))
+            .map_err(|e| fail(e.to_string()))?
+            .into_rpc();
+        let body = serde_json::to_string(call).map_err(|e| fail(e.to_string()))?;
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&JsValue::from_str(&body));
+        let req = web_sys::Request::new_with_str_and_init("https://counter/", &init).map_err(js)?;
+        let resp: web_sys::Response = JsFuture::from(stub.fetch_with_request(&req).map_err(js)?)
+            .await
+            .map_err(js)?
+            .dyn_into()
+            .map_err(js)?;
+        let text = JsFuture::from(resp.text().map_err(js)?)
+            .await
+            .map_err(js)?
+            .as_string()
+            .unwrap_or_default();
+        if resp.status() != 200 {
             return Err(PlatformError(format!(
                 "counter {} answered {}: {text}",
                 call.key,
-                resp.status_code()
+                resp.status()
             )));
         }
-        resp.json().await.map_err(fail)
+        serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
     }
 }
 
