@@ -28,7 +28,7 @@ import os from "node:os";
 import path from "node:path";
 import {
   BUILD, BUILD_WASM_CRYPTO, BACKEND_BODY, CLK_TCK, ISSUER, AUDIENCE, ROUTE_PREFIX, runMain, boundRun, parseBenchArgs,
-  numFlag, backendProcsOption, identityHeadersOption, outDirOption, benchEnv, envLine, sleep, median, startBackend,
+  numFlag, backendProcsOption, identityHeadersOption, outDirOption, benchEnv, envLine, retrying, median, startBackend,
   writeEdgegateWorkerd, startWorkerd, startLoadGen, authGatewayConfig, getWithToken, startJwksServer, warmUp, runRounds,
   summariseRounds, failed, warnFailed, writeResult, fmt, table, ensureWorkerBuild,
 } from "./lib.mjs";
@@ -165,26 +165,19 @@ const targetPath = (t) => (t.alg ? `/bench-api/v1/${ROUTE_PREFIX[t.alg]}/items/4
  */
 async function checkTarget(t, checkTokens) {
   const token = t.alg ? checkTokens[t.alg] : null;
-  let last;
-  for (let i = 0; i < 10; i++) {
-    try {
-      const ok = await getWithToken(t.url, token);
-      if (ok.status !== 200 || ok.body !== BACKEND_BODY) throw new Error(`${t.key} ${t.name}: HTTP ${ok.status}: ${ok.body.slice(0, 300)}`);
-      if (!ok.headers.get("x-request-id")) throw new Error(`${t.key}: no x-request-id: not the gateway?`);
-      if (t.alg) {
-        const none = await getWithToken(t.url, null);
-        if (none.status !== 401) throw new Error(`${t.key}: no token → HTTP ${none.status}, expected 401`);
-        const bad = await getWithToken(t.url, tamper(token));
-        const why = bad.headers.get("www-authenticate") ?? "";
-        if (bad.status !== 401 || !why.includes("bad_signature")) throw new Error(`${t.key}: tampered signature → HTTP ${bad.status} (${why}), expected 401 bad_signature`);
-      }
-      return;
-    } catch (e) {
-      last = e;
+  return retrying(async () => {
+    const ok = await getWithToken(t.url, token);
+    if (ok.status !== 200 || ok.body !== BACKEND_BODY) throw new Error(`${t.key} ${t.name}: HTTP ${ok.status}: ${ok.body.slice(0, 300)}`);
+    if (!ok.headers.get("x-request-id")) throw new Error(`${t.key}: no x-request-id: not the gateway?`);
+    if (t.alg) {
+      const none = await getWithToken(t.url, null);
+      if (none.status !== 401) throw new Error(`${t.key}: no token → HTTP ${none.status}, expected 401`);
+      const bad = await getWithToken(t.url, tamper(token));
+      const why = bad.headers.get("www-authenticate") ?? "";
+      if (bad.status !== 401 || !why.includes("bad_signature")) throw new Error(`${t.key}: tampered signature → HTTP ${bad.status} (${why}), expected 401 bad_signature`);
     }
-    await sleep(300);
-  }
-  throw last;
+    return;
+  });
 }
 
 // ---------------------------------------------------------------------------------- main

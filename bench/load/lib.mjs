@@ -761,24 +761,30 @@ export function writeResult(outDir, prefix, startedAt, result, suffix = "") {
   console.log(`\nJSON: ${path.relative(process.cwd(), outFile) || outFile} (also ${prefix}-latest.json)${suffix}`);
 }
 
-export async function check(target) {
-  // Bounded retries: the first edgegate request also reads KV and compiles the config.
+/**
+ * Runs `attempt` until it resolves, at most `tries` times, 300 ms apart; throws the last error.
+ * For start-up checks: the first edgegate request also reads KV and compiles the config.
+ */
+export async function retrying(attempt, tries = 10) {
   let last;
-  for (let i = 0; i < 10; i++) {
+  for (let i = 0; i < tries; i++) {
     try {
-      const res = await fetch(target.url, { signal: AbortSignal.timeout(5000) });
-      const body = await res.text();
-      if (res.status === 200 && body === BACKEND_BODY) {
-        if (target.key === "c" && !res.headers.get("x-request-id")) throw new Error("no x-request-id: not the gateway?");
-        return;
-      }
-      last = new Error(`${target.name}: HTTP ${res.status}: ${body.slice(0, 300)}`);
+      return await attempt();
     } catch (e) {
       last = e;
     }
     await sleep(300);
   }
   throw last;
+}
+
+export async function check(target) {
+  return retrying(async () => {
+    const res = await fetch(target.url, { signal: AbortSignal.timeout(5000) });
+    const body = await res.text();
+    if (res.status !== 200 || body !== BACKEND_BODY) throw new Error(`${target.name}: HTTP ${res.status}: ${body.slice(0, 300)}`);
+    if (target.key === "c" && !res.headers.get("x-request-id")) throw new Error("no x-request-id: not the gateway?");
+  });
 }
 
 export function fmt(n, digits = 0) {

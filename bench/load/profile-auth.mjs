@@ -37,7 +37,7 @@ import readline from "node:readline";
 import path from "node:path";
 import {
   ROOT, BUILD, BACKEND_BODY, ISSUER, AUDIENCE, runMain, boundRun, parseBenchArgs, numOption, identityHeadersOption,
-  outDirOption, sleep, withTimeout, procCpuMs, median, startBackend, writeEdgegateWorkerd, startWorkerd, startLoadGen, inspector,
+  outDirOption, retrying, sleep, withTimeout, procCpuMs, median, startBackend, writeEdgegateWorkerd, startWorkerd, startLoadGen, inspector,
   authGatewayConfig, getWithToken, startJwksServer, fmt, table, ensureBuild, track,
 } from "./lib.mjs";
 
@@ -85,23 +85,16 @@ function rs256Token(privateKey) {
 }
 
 async function checkTargets(h, r, token) {
-  let last;
-  for (let i = 0; i < 10; i++) {
-    try {
-      for (const t of [h, r]) {
-        const ok = await getWithToken(t.url, token);
-        if (ok.status !== 200 || ok.body !== BACKEND_BODY) throw new Error(`${t.key}: HTTP ${ok.status}: ${ok.body.slice(0, 300)}`);
-        if (!ok.headers.get("x-request-id")) throw new Error(`${t.key}: no x-request-id: not the gateway?`);
-      }
-      const none = await getWithToken(r.url, null);
-      if (none.status !== 401) throw new Error(`r without a token → HTTP ${none.status}, expected 401`);
-      return;
-    } catch (e) {
-      last = e;
+  return retrying(async () => {
+    for (const t of [h, r]) {
+      const ok = await getWithToken(t.url, token);
+      if (ok.status !== 200 || ok.body !== BACKEND_BODY) throw new Error(`${t.key}: HTTP ${ok.status}: ${ok.body.slice(0, 300)}`);
+      if (!ok.headers.get("x-request-id")) throw new Error(`${t.key}: no x-request-id: not the gateway?`);
     }
-    await sleep(300);
-  }
-  throw last;
+    const none = await getWithToken(r.url, null);
+    if (none.status !== 401) throw new Error(`r without a token → HTTP ${none.status}, expected 401`);
+    return;
+  });
 }
 
 // --------------------------------------------------------------------------------- analysis

@@ -42,7 +42,7 @@ import { performance } from "node:perf_hooks";
 import {
   BUILD, COMPAT_DATE, BACKEND_BODY, CLK_TCK, runMain, boundRun, parseBenchArgs, numFlag, backendProcsOption, outDirOption,
   benchEnv, envLine, median, startBackend, writeEdgegateWorkerd, capnpString, startWorkerd, startLoadGen, warmUp, runRounds,
-  summariseRounds, failed, warnFailed, writeResult, fmt, table, ensureBuild, procCpuMs, sleep, withTimeout, freePort,
+  summariseRounds, failed, warnFailed, writeResult, fmt, table, ensureBuild, procCpuMs, retrying, sleep, withTimeout, freePort,
 } from "./lib.mjs";
 
 const BIG = 1_000_000_000_000; // per hour: never reached
@@ -212,23 +212,16 @@ const driver :Workerd.Worker = (
 
 /** GET `url` → 200 with the backend's body, through the gateway; `limited`: with RateLimit. */
 async function checkTarget(t) {
-  let last;
-  for (let i = 0; i < 10; i++) {
-    try {
-      const res = await fetch(t.url, { signal: AbortSignal.timeout(5000) });
-      const body = await res.text();
-      if (res.status !== 200 || body !== BACKEND_BODY) throw new Error(`${t.name}: HTTP ${res.status}: ${body.slice(0, 300)}`);
-      if (!res.headers.get("x-request-id")) throw new Error(`${t.name}: no x-request-id: not the gateway?`);
-      const rl = res.headers.get("ratelimit");
-      if (t.limited && !rl) throw new Error(`${t.name}: no RateLimit header: the limit did not run`);
-      if (!t.limited && rl) throw new Error(`${t.name}: unexpected RateLimit header ${rl}`);
-      return rl;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(300);
-  }
-  throw last;
+  return retrying(async () => {
+    const res = await fetch(t.url, { signal: AbortSignal.timeout(5000) });
+    const body = await res.text();
+    if (res.status !== 200 || body !== BACKEND_BODY) throw new Error(`${t.name}: HTTP ${res.status}: ${body.slice(0, 300)}`);
+    if (!res.headers.get("x-request-id")) throw new Error(`${t.name}: no x-request-id: not the gateway?`);
+    const rl = res.headers.get("ratelimit");
+    if (t.limited && !rl) throw new Error(`${t.name}: no RateLimit header: the limit did not run`);
+    if (!t.limited && rl) throw new Error(`${t.name}: unexpected RateLimit header ${rl}`);
+    return rl;
+  });
 }
 
 // -------------------------------------------------------------------------------- main

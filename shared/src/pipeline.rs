@@ -359,7 +359,8 @@ impl Gateway {
             trail.principal = Some(result?);
         }
         if let Some(policy) = &route.authz {
-            let country = p.client_country();
+            // Only Cedar policies look at the country (a read of `request.cf` on Workers).
+            let country = policy.has_abac().then(|| p.client_country()).flatten();
             let areq = AuthzRequest {
                 principal: trail.principal.as_ref(),
                 api: &resolved.api.name,

@@ -157,13 +157,16 @@ impl AuthzPolicy {
             || self.has_abac()
     }
 
+    /// Whether a Cedar rule set is evaluated (only then does the request context, such as the
+    /// client's country, need to be read).
     #[cfg(feature = "cedar")]
-    fn has_abac(&self) -> bool {
+    pub fn has_abac(&self) -> bool {
         self.abac.as_ref().is_some_and(|r| r.mode != RuleMode::Off)
     }
 
+    /// Whether a Cedar rule set is evaluated: never without the `cedar` feature.
     #[cfg(not(feature = "cedar"))]
-    fn has_abac(&self) -> bool {
+    pub fn has_abac(&self) -> bool {
         false
     }
 

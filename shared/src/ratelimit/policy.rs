@@ -88,8 +88,8 @@ impl RateLimit {
         base.split(self.shards)
     }
 
-    /// The counter key for this limit and key value, or None when the request has no value
-    /// for the key (no subscription, unknown address). `shard` is in `0..shards`.
+    /// The counter key for this limit and a key value (the caller decides that the request
+    /// has one). `shard` is in `0..shards`.
     pub fn counter_key(&self, value: &str, shard: u32) -> String {
         let mut key = format!(
             "rl|{}|{}|{}|{}",
