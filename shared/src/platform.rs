@@ -57,6 +57,27 @@ pub trait Kv {
     ///
     /// Errors: the store could not be reached.
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError>;
+
+    /// Stores `value` as text under `key`, replacing what was there. Writers (the Registry
+    /// sync, admin activation) only; requests never write.
+    ///
+    /// Workers KV takes at most one write per second per key, and a write reaches other
+    /// locations eventually (up to 60 s): a reader elsewhere may still see the old value, or
+    /// the new value of one key before that of another (so write what a key refers to first).
+    ///
+    /// Errors: the store could not be reached or refused the write (rate limit, value size).
+    async fn put_text(&self, key: &str, value: &str) -> Result<(), PlatformError>;
+
+    /// Stores binary `value` under `key` (snapshot shards); as [`Kv::put_text`].
+    ///
+    /// Errors: the store could not be reached or refused the write.
+    async fn put_bytes(&self, key: &str, value: &[u8]) -> Result<(), PlatformError>;
+
+    /// Removes `key`; removing an absent key succeeds. Like writes, deletes reach other
+    /// locations eventually: delete only what no reader can still need.
+    ///
+    /// Errors: the store could not be reached.
+    async fn delete(&self, key: &str) -> Result<(), PlatformError>;
 }
 
 /// A request the core wants sent to a backend instance.

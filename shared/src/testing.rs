@@ -74,6 +74,8 @@ pub struct FakePlatform {
     kv_down: Cell<bool>,
     kv_yields: Cell<bool>,
     kv_reads: Cell<u32>,
+    kv_writes: Cell<u32>,
+    kv_writes_down: Cell<bool>,
     logs: RefCell<Vec<String>>,
     script: RefCell<Option<UpstreamScript>>,
     sent: RefCell<Vec<(SentRequest, FakeBody)>>,
@@ -107,6 +109,8 @@ impl FakePlatform {
             kv_down: Cell::new(false),
             kv_yields: Cell::new(false),
             kv_reads: Cell::new(0),
+            kv_writes: Cell::new(0),
+            kv_writes_down: Cell::new(false),
             logs: RefCell::new(Vec::new()),
             script: RefCell::new(None),
             sent: RefCell::new(Vec::new()),
@@ -213,6 +217,31 @@ impl FakePlatform {
         self.kv_reads.get()
     }
 
+    /// How many KV writes (`put_text` / `put_bytes`) were attempted.
+    pub fn kv_writes(&self) -> u32 {
+        self.kv_writes.get()
+    }
+
+    /// Makes KV writes and deletes fail (true) while reads keep working (false: they work).
+    pub fn set_kv_writes_down(&self, down: bool) {
+        self.kv_writes_down.set(down);
+    }
+
+    /// Every KV key, sorted (to check what a writer left behind).
+    pub fn kv_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.kv.borrow().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// A KV value as text, read directly (no read counted, never fails).
+    pub fn kv_text(&self, key: &str) -> Option<String> {
+        self.kv
+            .borrow()
+            .get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
     /// Scripts the upstream.
     pub fn on_upstream(
         &self,
@@ -296,6 +325,33 @@ impl Kv for FakePlatform {
             return Err(PlatformError("kv unreachable".into()));
         }
         Ok(self.kv.borrow().get(key).cloned())
+    }
+
+    async fn put_text(&self, key: &str, value: &str) -> Result<(), PlatformError> {
+        self.put_bytes(key, value.as_bytes()).await
+    }
+
+    async fn put_bytes(&self, key: &str, value: &[u8]) -> Result<(), PlatformError> {
+        self.kv_writes.set(self.kv_writes.get() + 1);
+        if self.kv_yields.get() {
+            YieldOnce(false).await;
+        }
+        if self.kv_down.get() || self.kv_writes_down.get() {
+            return Err(PlatformError("kv unreachable".into()));
+        }
+        self.kv.borrow_mut().insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PlatformError> {
+        if self.kv_yields.get() {
+            YieldOnce(false).await;
+        }
+        if self.kv_down.get() || self.kv_writes_down.get() {
+            return Err(PlatformError("kv unreachable".into()));
+        }
+        self.kv.borrow_mut().remove(key);
+        Ok(())
     }
 }
 

@@ -1129,6 +1129,15 @@ impl Kv for TimerPlatform<'_> {
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
         self.inner.get_bytes(key).await
     }
+    async fn put_text(&self, key: &str, value: &str) -> Result<(), PlatformError> {
+        self.inner.put_text(key, value).await
+    }
+    async fn put_bytes(&self, key: &str, value: &[u8]) -> Result<(), PlatformError> {
+        self.inner.put_bytes(key, value).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), PlatformError> {
+        self.inner.delete(key).await
+    }
 }
 
 impl Upstream for TimerPlatform<'_> {

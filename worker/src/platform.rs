@@ -122,6 +122,42 @@ impl Kv for WorkerPlatform {
             .await
             .map_err(|e| PlatformError(e.to_string()))
     }
+
+    async fn put_text(&self, key: &str, value: &str) -> Result<(), PlatformError> {
+        let err = |e: worker::kv::KvError| PlatformError(format!("{key}: {e}"));
+        self.kv()?
+            .put(key, value)
+            .map_err(err)?
+            .execute()
+            .await
+            .map_err(err)
+    }
+
+    async fn put_bytes(&self, key: &str, value: &[u8]) -> Result<(), PlatformError> {
+        let err = |e: worker::kv::KvError| PlatformError(format!("{key}: {e}"));
+        self.kv()?
+            .put_bytes(key, value)
+            .map_err(err)?
+            .execute()
+            .await
+            .map_err(err)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PlatformError> {
+        self.kv()?
+            .delete(key)
+            .await
+            .map_err(|e| PlatformError(format!("{key}: {e}")))
+    }
+}
+
+impl WorkerPlatform {
+    /// The config KV binding; a missing binding is a platform error (not a panic).
+    fn kv(&self) -> Result<worker::kv::KvStore, PlatformError> {
+        self.env
+            .kv(CONFIG_KV_BINDING)
+            .map_err(|_| PlatformError(format!("no KV binding {CONFIG_KV_BINDING}")))
+    }
 }
 
 impl Upstream for WorkerPlatform {
