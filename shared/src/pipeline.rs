@@ -334,7 +334,9 @@ impl Gateway {
         let wants_snapshot = route.authz.as_ref().is_some_and(|a| a.needs_snapshot())
             || route.auth.as_ref().is_some_and(|a| a.api_key.is_some());
         let snapshot = if wants_snapshot {
-            self.snapshots.current(p).await
+            self.snapshots
+                .current_for(p, config.snapshot_manifest())
+                .await
         } else {
             None
         };

@@ -84,6 +84,10 @@ fn structural_errors(value: &Value) -> Vec<ConfigError> {
         match key.as_str() {
             "$schema" => check::<Option<String>>(v, &path, &mut errors),
             "gateway" => check::<GatewaySpec>(v, &path, &mut errors),
+            "snapshot" => check::<crate::snapshot::ShardManifest>(v, &path, &mut errors),
+            "identity_providers" => {
+                check::<BTreeMap<String, super::spec::IdentityProviderSpec>>(v, &path, &mut errors)
+            }
             "pools" => match v.as_object() {
                 Some(pools) => {
                     for (name, p) in pools {
@@ -110,7 +114,7 @@ fn structural_errors(value: &Value) -> Vec<ConfigError> {
             },
             other => errors.push(ConfigError::new(
                 format!("$.{other}"),
-                format!("unknown field `{other}`, expected one of `$schema`, `gateway`, `pools`, `apis`"),
+                format!("unknown field `{other}`, expected one of `$schema`, `gateway`, `pools`, `identity_providers`, `apis`, `snapshot`"),
             )),
         }
     }
@@ -163,6 +167,12 @@ pub fn compile_document(
     };
 
     let mut settings = compile_gateway(&doc.gateway, &mut cx);
+    if let Some(manifest) = &doc.snapshot {
+        for (field, why) in manifest.problems() {
+            cx.errors
+                .push(ConfigError::new(format!("$.snapshot.{field}"), why));
+        }
+    }
     let (identity_providers, idp_index) =
         super::auth::identity_providers(&doc.identity_providers, &mut cx);
     let identity_headers = super::auth::identity_headers(&doc.gateway.identity_headers, &mut cx);
@@ -723,6 +733,7 @@ pub fn compile_document(
             identity_headers,
             mtls_paths: cx.mtls_paths,
             auth_failure_limit,
+            snapshot: doc.snapshot.clone(),
         }),
         _ => Err(ConfigErrors(cx.errors)),
     }

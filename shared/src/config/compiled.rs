@@ -94,6 +94,7 @@ pub struct CompiledConfig {
     pub(super) identity_headers: IdentityHeaders,
     pub(super) mtls_paths: Vec<String>,
     pub(super) auth_failure_limit: Option<crate::ratelimit::AuthFailureLimit>,
+    pub(super) snapshot: Option<crate::snapshot::ShardManifest>,
 }
 
 /// Everything the proxy needs to know about the route a request matched.
@@ -155,6 +156,12 @@ impl CompiledConfig {
     /// The per-address limit on failed authentications, if configured.
     pub fn auth_failure_limit(&self) -> Option<&crate::ratelimit::AuthFailureLimit> {
         self.auth_failure_limit.as_ref()
+    }
+
+    /// The Registry snapshot this config embeds (`snapshot`), if any: requests on this config
+    /// use exactly that snapshot ([`crate::snapshot::SnapshotStore::current_for`]).
+    pub fn snapshot_manifest(&self) -> Option<&crate::snapshot::ShardManifest> {
+        self.snapshot.as_ref()
     }
 
     /// The identity header names.

@@ -25,6 +25,12 @@ pub struct ConfigDocument {
     pub identity_providers: BTreeMap<String, IdentityProviderSpec>,
     /// The APIs the gateway serves.
     pub apis: Vec<ApiSpec>,
+    /// The Registry snapshot this config runs with (its shard manifest, as the Registry sync
+    /// or `edgegate snapshot build` writes it). When set, isolates load exactly this snapshot
+    /// with this config, so one pointer write switches both; when absent, the snapshot named
+    /// by the `snapshot:manifest` key serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<crate::snapshot::ShardManifest>,
 }
 
 /// Gateway-wide settings.

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 pub const KV_VALUE_LIMIT: usize = 25 * 1024 * 1024;
 
 /// What a sharded snapshot consists of; stored beside the shards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShardManifest {
     /// How many shards, in order.
@@ -25,6 +25,25 @@ pub struct ShardManifest {
 }
 
 impl ShardManifest {
+    /// Why this manifest cannot name a snapshot, if it cannot: `sha256` must be 64 lowercase
+    /// hex digits and `shards` at least 1 (an empty snapshot is one empty shard). Checked
+    /// where a config embeds a manifest, so a typo is a config error, not a failed load.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let hex = self.sha256.len() == 64
+            && self
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex {
+            out.push(("sha256", "must be 64 lowercase hex digits".to_string()));
+        }
+        if self.shards == 0 {
+            out.push(("shards", "must be at least 1".to_string()));
+        }
+        out
+    }
+
     /// The KV key of shard `i` under `prefix`: `<prefix>:<sha256>:<i>`. Content-addressed, so
     /// a new snapshot never overwrites the shards an isolate may still be reading.
     pub fn shard_key(&self, prefix: &str, i: u32) -> String {

@@ -6,6 +6,12 @@
 //! shards are at [`ShardManifest::shard_key`]`(`[`SHARD_PREFIX`]`, i)`. The Registry sync
 //! writes the shards first and the manifest last; shards are content-addressed, so a new
 //! snapshot never overwrites one an isolate may be reading.
+//!
+//! Two modes, chosen per request by the config it runs on ([`SnapshotStore::current_for`]):
+//! a config that embeds a manifest (`"snapshot"` in the document) gets exactly that snapshot
+//! and [`MANIFEST_KEY`] is not read; a config without one gets the snapshot [`MANIFEST_KEY`]
+//! names. The store keeps the snapshot that was active before the current one, so a request
+//! that started on the previous config version still finds the snapshot that version names.
 
 use super::{decode, join, ShardManifest, Snapshot};
 use crate::access_log::event_line;
@@ -46,8 +52,26 @@ pub enum SnapshotRefresh {
 struct State {
     active: Option<Rc<Snapshot>>,
     active_sha: Option<String>,
+    /// The snapshot active before `active`, with its SHA-256 (pinned configs of the previous
+    /// version still use it).
+    previous: Option<(String, Rc<Snapshot>)>,
     checked_at: Option<u64>,
     rejected: Option<String>,
+    /// The last load attempt of a pinned snapshot that is not active: (sha256, at ms).
+    pinned_attempt: Option<(String, u64)>,
+}
+
+impl State {
+    /// The loaded snapshot with this SHA-256 (active or previous).
+    fn lookup(&self, sha: &str) -> Option<Rc<Snapshot>> {
+        if self.active_sha.as_deref() == Some(sha) {
+            return self.active.clone();
+        }
+        self.previous
+            .as_ref()
+            .filter(|(s, _)| s == sha)
+            .map(|(_, snap)| snap.clone())
+    }
 }
 
 /// The snapshot cache of one isolate. Requests take an `Rc` of the active snapshot.
@@ -100,6 +124,75 @@ impl SnapshotStore {
         self.active()
     }
 
+    /// The snapshot for a request on a config that embeds `pinned` (see
+    /// [`crate::config::CompiledConfig::snapshot_manifest`]); with `None`, [`Self::current`].
+    ///
+    /// Runs per request that needs the snapshot. A pinned snapshot that is loaded (active or
+    /// the previous one) is returned without I/O; one that is not is loaded now (the cold
+    /// requests of an isolate share the load) and becomes active. While it cannot be loaded
+    /// (a shard not yet visible, a store error) it is tried again at most once per refresh
+    /// interval and the answer is `None` (the caller answers 503 `snapshot_unavailable`):
+    /// a request never runs on another snapshot than its config names. A snapshot that does
+    /// not join or decode is rejected once and never tried again.
+    pub async fn current_for<P: Kv + Clock + Log>(
+        &self,
+        p: &P,
+        pinned: Option<&ShardManifest>,
+    ) -> Option<Rc<Snapshot>> {
+        let Some(manifest) = pinned else {
+            return self.current(p).await;
+        };
+        let sha = manifest.sha256.as_str();
+        let due = {
+            let s = self.state.borrow();
+            if let Some(found) = s.lookup(sha) {
+                return Some(found);
+            }
+            if s.rejected.as_deref() == Some(sha) {
+                return None;
+            }
+            match &s.pinned_attempt {
+                Some((tried, at)) if tried == sha => {
+                    refresh_due(Some(*at), p.now_ms(), self.refresh_ms)
+                }
+                _ => true,
+            }
+        };
+        if due {
+            self.first_load
+                .run(
+                    async {
+                        if self.state.borrow().lookup(sha).is_none() {
+                            self.load(p, manifest).await;
+                        }
+                    },
+                    || p.sleep_ms(10),
+                    FIRST_LOAD_WAIT_TICKS,
+                )
+                .await;
+        }
+        self.state.borrow().lookup(sha)
+    }
+
+    /// Makes the snapshot of a config current now (the cron, and after an activation): with
+    /// `pinned`, loads that snapshot unless it is already loaded; without, [`Self::refresh`].
+    pub async fn refresh_for<P: Kv + Clock + Log>(
+        &self,
+        p: &P,
+        pinned: Option<&ShardManifest>,
+    ) -> SnapshotRefresh {
+        let Some(manifest) = pinned else {
+            return self.refresh(p).await;
+        };
+        if self.state.borrow().lookup(&manifest.sha256).is_some() {
+            return SnapshotRefresh::Unchanged(manifest.sha256.clone());
+        }
+        if self.state.borrow().rejected.as_deref() == Some(manifest.sha256.as_str()) {
+            return SnapshotRefresh::Rejected(manifest.sha256.clone());
+        }
+        self.load(p, manifest).await
+    }
+
     /// The active snapshot without refreshing.
     pub fn active(&self) -> Option<Rc<Snapshot>> {
         self.state.borrow().active.clone()
@@ -140,6 +233,22 @@ impl SnapshotStore {
                 return SnapshotRefresh::Rejected(sha);
             }
         }
+        self.load(p, &manifest).await
+    }
+
+    /// Reads the shards `manifest` lists, joins and decodes them, and makes the snapshot
+    /// active (the active one becomes the previous one). Logs as [`Self::refresh`].
+    async fn load<P: Kv + Clock + Log>(&self, p: &P, manifest: &ShardManifest) -> SnapshotRefresh {
+        let store_error = |key: &str, error: String| {
+            p.log_line(&event_line(
+                "snapshot_store_error",
+                p.now_ms(),
+                json!({"key": key, "error": error}),
+            ));
+            SnapshotRefresh::StoreError(error)
+        };
+        let sha = manifest.sha256.clone();
+        self.state.borrow_mut().pinned_attempt = Some((sha.clone(), p.now_ms()));
         let mut shards = Vec::with_capacity(manifest.shards.min(64) as usize);
         for i in 0..manifest.shards {
             let key = manifest.shard_key(SHARD_PREFIX, i);
@@ -156,10 +265,10 @@ impl SnapshotStore {
                 Err(e) => return store_error(&key, e.0),
             }
         }
-        if self.state.borrow().active_sha.as_deref() == Some(sha.as_str()) {
+        if self.state.borrow().lookup(&sha).is_some() {
             return SnapshotRefresh::Unchanged(sha);
         }
-        let decoded = join(&manifest, &shards).and_then(|bytes| {
+        let decoded = join(manifest, &shards).and_then(|bytes| {
             drop(shards);
             decode(&bytes)
         });
@@ -170,9 +279,15 @@ impl SnapshotStore {
                 let memory = snapshot.memory_bytes();
                 let mut s = self.state.borrow_mut();
                 let previous = s.active.as_ref().map(|a| a.version().to_string());
+                // The previous snapshot stays loaded for requests of the previous config.
+                let before = s.active_sha.take().zip(s.active.take());
+                if before.is_some() {
+                    s.previous = before;
+                }
                 s.active = Some(Rc::new(snapshot));
                 s.active_sha = Some(sha.clone());
                 s.rejected = None;
+                s.pinned_attempt = None;
                 drop(s);
                 p.log_line(&event_line(
                     "snapshot_activated",
