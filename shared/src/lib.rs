@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod problem;
 pub mod ratelimit;
+pub mod registry;
 pub mod route;
 pub mod single_flight;
 pub mod snapshot;
