@@ -8,7 +8,9 @@
 //! Bindings (wrangler.toml): KV namespace `EDGEGATE_CONFIG` (config pointer and versions,
 //! Registry snapshot), Durable Object namespace `EDGEGATE_COUNTERS` (class [`RateCounter`]:
 //! rate-limit counters), vars `EDGEGATE_CONFIG_REFRESH_MS` (how often an isolate re-reads the
-//! pointer, default 5000) and `EDGEGATE_SNAPSHOT_REFRESH_MS` (the snapshot, default 30000).
+//! pointer, default 5000) and `EDGEGATE_SNAPSHOT_REFRESH_MS` (the snapshot, default 30000),
+//! and the Registry sync's vars and secret (`EDGEGATE_REGISTRY_*`, `EDGEGATE_KEEP_VERSIONS`;
+//! see `edgegate_core::registry::RegistrySettings` and wrangler.toml).
 
 mod body;
 mod convert;
@@ -21,6 +23,7 @@ pub use edgegate_durable_objects::RateCounter;
 
 use edgegate_core::access_log::event_line;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings};
+use edgegate_core::registry;
 use platform::WorkerPlatform;
 use std::rc::Rc;
 use worker::{event, Context, Env, Result, ScheduleContext, ScheduledEvent};
@@ -63,16 +66,28 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys
     Ok(convert::outbound(response)?)
 }
 
-/// Cron: re-read the config pointer and the Registry snapshot's manifest now, so every isolate
-/// that runs the cron picks up a new version (or logs why it did not) without waiting for a
-/// request; then prefetch the keys of
-/// every identity provider, so requests rarely wait for a JWKS fetch.
+/// Cron: re-read the config pointer now, so every isolate that runs the cron picks up a new
+/// version (or logs why it did not) without waiting for a request; then, when
+/// `EDGEGATE_REGISTRY_URL` is set, run the Registry sync and, if it activated a version,
+/// refresh this isolate's config at once; then make the active config's snapshot current and
+/// prefetch the keys of every identity provider, so requests rarely wait for a JWKS fetch.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let platform = WorkerPlatform::without_request(&env);
     let gateway = gateway(&env);
-    let outcome = gateway.config_store().refresh(&platform).await;
-    let snapshot = gateway.snapshot_store().refresh(&platform).await;
+    let mut outcome = gateway.config_store().refresh(&platform).await;
+    let registry = registry_sync(&env, &platform).await;
+    if registry.get("result").and_then(|r| r.as_str()) == Some("activated") {
+        outcome = gateway.config_store().refresh(&platform).await;
+    }
+    let manifest = gateway
+        .config_store()
+        .active()
+        .and_then(|c| c.snapshot_manifest().cloned());
+    let snapshot = gateway
+        .snapshot_store()
+        .refresh_for(&platform, manifest.as_ref())
+        .await;
     let keys = match gateway.config_store().active() {
         Some(config) => gateway.authenticator().prefetch(&platform, &config).await,
         None => 0,
@@ -82,8 +97,31 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         worker::Date::now().as_millis(),
         serde_json::json!({
             "cron": event.cron(), "outcome": format!("{outcome:?}"),
-            "snapshot": format!("{snapshot:?}"), "jwks_keys": keys,
+            "snapshot": format!("{snapshot:?}"), "jwks_keys": keys, "registry": registry,
         }),
     );
     worker::console_log!("{}", line);
+}
+
+/// The Registry sync of a cron tick, with its settings from the Worker's vars and secrets.
+/// Returns the outcome as JSON (`{"result": "off"}` when no URL is set; `{"result":
+/// "failed", "code": …}` on errors, which the core has logged and recorded in the status).
+async fn registry_sync(env: &Env, platform: &WorkerPlatform) -> serde_json::Value {
+    let var = |name: &str| {
+        env.secret(name)
+            .or_else(|_| env.var(name))
+            .ok()
+            .map(|v| v.to_string())
+    };
+    match registry::RegistrySettings::from_vars(var) {
+        Ok(None) => serde_json::json!({"result": "off"}),
+        Err(e) => {
+            registry::record_settings_error(platform, &e).await;
+            serde_json::json!({"result": "failed", "code": "settings_invalid"})
+        }
+        Ok(Some(settings)) => match registry::sync(platform, &settings, false).await {
+            Ok(outcome) => serde_json::to_value(outcome).unwrap_or_default(),
+            Err(e) => serde_json::json!({"result": "failed", "code": e.code}),
+        },
+    }
 }

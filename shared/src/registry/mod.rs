@@ -33,7 +33,7 @@ pub use error::RegistryError;
 pub use history::{History, HistoryEntry, Source};
 pub use settings::{RegistrySettings, SettingsError};
 pub use status::{StatusError, SyncResult, SyncStatus};
-pub use sync::{sync, SyncOutcome};
+pub use sync::{record_settings_error, sync, SyncOutcome};
 
 /// The KV key of the version history ([`History`], JSON).
 pub const HISTORY_KEY: &str = "config:history";

@@ -314,3 +314,27 @@ async fn delete_removed<P: Kv + Clock + Log>(p: &P, history: &History, removed: 
         }
     }
 }
+
+/// Records settings that cannot be used (the cron found [`RegistrySettings::from_vars`]
+/// failing): logs `registry_sync_failed` with code `settings_invalid` and stores it in the
+/// status, so health shows why nothing syncs. No backoff: the settings change only with a
+/// deployment. Never fails (a status that cannot be written is logged).
+pub async fn record_settings_error<P: Kv + Clock + Log>(p: &P, error: &super::SettingsError) {
+    let e = RegistryError::from(error.clone());
+    let now = p.now_ms();
+    p.log_line(&event_line(
+        "registry_sync_failed",
+        now,
+        json!({"code": e.code, "error": e.message}),
+    ));
+    let mut status = SyncStatus::load(p).await.unwrap_or_default();
+    status.failed(now, &e, 0);
+    status.next_attempt_ms = None;
+    if let Err(e) = status.save(p).await {
+        p.log_line(&event_line(
+            "registry_status_unwritable",
+            p.now_ms(),
+            json!({"code": e.code, "error": e.message}),
+        ));
+    }
+}
