@@ -135,6 +135,10 @@ export class LogCapture extends EventEmitter {
  *               - `false`: no binding at all (every counter call fails);
  *               - { className, script }: a class of a second worker, named "counters", whose
  *                 ES module source is `script` (a stand-in counter, e.g. one that throws).
+ *   registry    Registry sync settings, passed as the worker's vars/secrets:
+ *               { url, token, keys: ["ed25519:…"], allowUnsigned, keepVersions, timeoutMs,
+ *               backoffMs } → EDGEGATE_REGISTRY_URL, EDGEGATE_REGISTRY_TOKEN (a secret in
+ *               production), EDGEGATE_REGISTRY_KEYS, …; omitted fields stay unset.
  *   persistDir  a directory for Durable Object storage (`<dir>/do`) and KV (`<dir>/kv`): a
  *               gateway started again with the same directory continues with the stored
  *               counters (restart tests). Default: nothing outlives `close()`.
@@ -148,6 +152,7 @@ export async function startGateway({
   kv: extraKv = {},
   bindings = {},
   counters = {},
+  registry,
   persistDir,
 } = {}) {
   if (!existsSync(SHIM)) {
@@ -167,7 +172,7 @@ export async function startGateway({
     ],
     compatibilityDate: COMPATIBILITY_DATE,
     kvNamespaces: ["EDGEGATE_CONFIG"],
-    bindings: { ...bindings, EDGEGATE_CONFIG_REFRESH_MS: String(refreshMs) },
+    bindings: { ...bindings, ...registryBindings(registry), EDGEGATE_CONFIG_REFRESH_MS: String(refreshMs) },
   };
   const workers = [gateway];
   if (counters) {
@@ -306,6 +311,25 @@ export class Gateway {
  */
 export function counterKey({ scope, name, key, value, shard }) {
   return `rl|${scope}|${name}|${key}|${value}${shard === undefined ? "" : `|${shard}`}`;
+}
+
+/** The worker bindings of startGateway's `registry` option (see there). */
+export function registryBindings(registry) {
+  if (!registry) return {};
+  const vars = {
+    EDGEGATE_REGISTRY_URL: registry.url,
+    EDGEGATE_REGISTRY_TOKEN: registry.token,
+    EDGEGATE_REGISTRY_KEYS: registry.keys?.join(","),
+    EDGEGATE_REGISTRY_ALLOW_UNSIGNED: registry.allowUnsigned === undefined ? undefined : String(registry.allowUnsigned),
+    EDGEGATE_KEEP_VERSIONS: registry.keepVersions,
+    EDGEGATE_REGISTRY_TIMEOUT_MS: registry.timeoutMs,
+    EDGEGATE_REGISTRY_BACKOFF_MS: registry.backoffMs,
+  };
+  return Object.fromEntries(
+    Object.entries(vars)
+      .filter(([, v]) => v !== undefined && v !== null)
+      .map(([k, v]) => [k, String(v)]),
+  );
 }
 
 /**

@@ -1,0 +1,299 @@
+// The Registry sync end to end: the built worker under Miniflare, the cron fired directly,
+// a mock Registry (tests/support/registry.mjs) serving bundles encoded and signed in JS
+// (tests/support/bundle.mjs, independent of the Rust encoder). First sync, 304, a new
+// version, every kind of rejected bundle while the last good version serves, the Registry
+// down while concurrent requests all succeed, config + snapshot switching together, and the
+// activation latency.
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { performance } from "node:perf_hooks";
+import { startGateway, versionKey, POINTER_KEY } from "../support/gateway.mjs";
+import { startBackend, closeAll } from "../support/backends.mjs";
+import { assertProblem } from "../support/assertions.mjs";
+import { MockRegistry } from "../support/registry.mjs";
+import { encodeBundle, signBundle, generateSigningKey, tamper, versionId } from "../support/bundle.mjs";
+import { buildSnapshot, apiKeyDigest, MANIFEST_KEY } from "../support/snapshot.mjs";
+import { delay } from "../support/util.mjs";
+
+const TOKEN = "registry-e2e-token";
+const signer = generateSigningKey();
+const next = generateSigningKey();
+const stranger = generateSigningKey();
+let backendA, backendB;
+
+function configFor(backend, extra = {}) {
+  return {
+    pools: { p: { instances: [{ url: backend.url }] } },
+    apis: [{ name: "reg", base_path: "/reg", pool: "p", routes: [{ name: "any", methods: ["GET"], path: "/{*rest}" }] }],
+    ...extra,
+  };
+}
+
+const release = (label, config, opts = {}) => signBundle(encodeBundle({ label, config, ...opts }), signer);
+
+before(async () => {
+  backendA = await startBackend("a");
+  backendB = await startBackend("b");
+});
+after(async () => {
+  await closeAll(backendA, backendB);
+});
+
+/** Fires the cron and returns its config_check event and registry_sync(_failed) event. */
+async function tick(gw) {
+  const from = gw.logs.mark();
+  await gw.scheduled();
+  const check = await gw.logs.waitForEvent("config_check", () => true, { from });
+  const sync = gw.logs.events("registry_sync", from)[0] ?? gw.logs.events("registry_sync_failed", from)[0] ?? null;
+  return { check, sync, from };
+}
+
+/** GET /reg/x: { status, backend (a|b), version (config_version of the access line) }. */
+async function probe(gw, headers = {}) {
+  const { res, log } = await gw.requestLogged({ path: "/reg/x", headers });
+  let backend = null;
+  try {
+    backend = JSON.parse(res.body.toString()).backend ?? null;
+  } catch {
+    // a problem+json reply
+  }
+  return { res, status: res.status, backend, version: log.config_version };
+}
+
+describe("Registry sync on the cron", () => {
+  let gw, registry;
+  let b1, b2, id1, id2;
+
+  before(async () => {
+    b1 = release("release-1", configFor(backendA));
+    b2 = release("release-2", configFor(backendB));
+    id1 = versionId(b1);
+    id2 = versionId(b2);
+    registry = await new MockRegistry({ token: TOKEN, bundle: b1 }).start();
+    gw = await startGateway({
+      config: null,
+      registry: {
+        url: registry.url,
+        token: TOKEN,
+        keys: [signer.publicText, next.publicText],
+        keepVersions: 3,
+        timeoutMs: 1000,
+        backoffMs: 1, // every tick retries (backoff is covered by shared/tests/registry.rs)
+      },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await registry?.close();
+  });
+
+  test("first sync: the bundle is verified, stored and activated; this isolate serves it at once", async () => {
+    assertProblem((await gw.request({ path: "/reg/x" })), { status: 503, code: "no_config" });
+    const { check, sync } = await tick(gw);
+    assert.equal(check.registry.result, "activated", JSON.stringify(check));
+    assert.equal(sync.version, id1);
+    assert.equal(sync.label, "release-1");
+    assert.equal(sync.key_id, signer.keyId);
+    const p = await probe(gw);
+    assert.deepEqual([p.status, p.backend, p.version], [200, "a", id1]);
+    assert.equal(await gw.kv.get(POINTER_KEY), id1);
+    assert.ok(await gw.kv.get(versionKey(id1)));
+    const history = JSON.parse(await gw.kv.get("config:history"));
+    assert.deepEqual(history.entries.map((e) => [e.id, e.source]), [[id1, "sync"]]);
+    assert.equal(registry.requests[0].authorization, `Bearer ${TOKEN}`);
+    assert.equal(registry.requests[0].ifNoneMatch, null);
+  });
+
+  test("304 Not Modified: nothing changes", async () => {
+    const before = registry.counts.notModified;
+    const { check } = await tick(gw);
+    assert.equal(check.registry.result, "not_modified");
+    assert.equal(registry.counts.notModified, before + 1);
+    assert.ok(registry.requests.at(-1).ifNoneMatch, "If-None-Match sent");
+    const status = JSON.parse(await gw.kv.get("registry:status"));
+    assert.equal(status.result, "not_modified");
+    assert.equal((await probe(gw)).version, id1);
+  });
+
+  test("a new version is activated", async () => {
+    registry.setBundle(b2);
+    const { check, sync } = await tick(gw);
+    assert.equal(check.registry.result, "activated");
+    assert.deepEqual([sync.version, sync.previous], [id2, id1]);
+    const p = await probe(gw);
+    assert.deepEqual([p.status, p.backend, p.version], [200, "b", id2]);
+  });
+
+  /** Fails validation: a route names a pool that does not exist. */
+  function invalidConfig() {
+    const c = configFor(backendA);
+    c.apis[0].routes.push({ name: "broken", methods: ["GET"], path: "/broken", pool: "no-such-pool" });
+    return c;
+  }
+  const rejections = () => [
+    ["invalid config", release("broken", invalidConfig()), "config_invalid"],
+    ["bad signature (tampered)", tamper(release("release-3", configFor(backendA))), "bundle_bad_signature"],
+    ["signed by an unknown key", signBundle(encodeBundle({ label: "x", config: configFor(backendA) }), stranger), "bundle_unknown_key"],
+    ["unsigned", encodeBundle({ label: "u", config: configFor(backendA) }), "bundle_unsigned"],
+    ["not a bundle", Buffer.from("<html>maintenance</html>"), "bundle_malformed"],
+  ];
+
+  test("invalid, tampered, unknown-key, unsigned and malformed bundles are rejected; the last good version serves", async () => {
+    for (const [name, bundle, code] of rejections()) {
+      registry.setBundle(bundle);
+      const { check, sync } = await tick(gw);
+      assert.equal(check.registry.result, "failed", name);
+      assert.equal(check.registry.code, code, name);
+      assert.equal(sync.event, "registry_sync_failed", name);
+      assert.equal(sync.code, code, name);
+      assert.equal(sync.serving, id2, name);
+      const p = await probe(gw);
+      assert.deepEqual([p.status, p.backend, p.version], [200, "b", id2], name);
+      const status = JSON.parse(await gw.kv.get("registry:status"));
+      assert.equal(status.error.code, code, name);
+      assert.equal(await gw.kv.get(POINTER_KEY), id2, name);
+    }
+    const failed = gw.logs.events("registry_sync_failed");
+    assert.ok(failed.every((e) => !JSON.stringify(e).includes(TOKEN)), "the token is never logged");
+  });
+
+  test("a bundle signed with the second (rotation) key is accepted", async () => {
+    const b = signBundle(encodeBundle({ label: "rotated", config: configFor(backendB, { gateway: { strip_request_headers: ["x-r"] } }) }), next);
+    registry.setBundle(b);
+    const { sync } = await tick(gw);
+    assert.equal(sync.key_id, next.keyId);
+    assert.equal((await probe(gw)).version, versionId(b));
+    id2 = versionId(b);
+  });
+
+  test("Registry down (503, refused, hanging past the timeout): a stream of concurrent requests all succeed on the last good version", async () => {
+    registry.setBundle(release("release-4", configFor(backendA)));
+    let stop = false;
+    const results = [];
+    const worker = async () => {
+      while (!stop) {
+        const res = await gw.request({ path: "/reg/x" }).catch((err) => ({ status: 0, body: Buffer.from(String(err)) }));
+        results.push(res);
+      }
+    };
+    const workers = Array.from({ length: 8 }, worker);
+    const codes = [];
+    for (const mode of ["503", "refused", "hang"]) {
+      await registry.setOutage(mode);
+      const started = performance.now();
+      const { check } = await tick(gw);
+      codes.push(check.registry.code);
+      if (mode === "hang") assert.ok(performance.now() - started >= 900, "the hanging fetch ran into the 1 s timeout");
+      await delay(100);
+    }
+    stop = true;
+    await Promise.all(workers);
+    await registry.setOutage(null);
+    assert.deepEqual(codes, ["registry_status", "registry_unreachable", "registry_unreachable"]);
+    assert.ok(results.length >= 50, `${results.length} requests`);
+    const bad = results.filter((r) => r.status !== 200 || JSON.parse(r.body.toString()).backend !== "b");
+    assert.equal(bad.length, 0, `${bad.length} of ${results.length} failed: ${bad.slice(0, 3).map((r) => r.body).join(" | ")}`);
+    console.log(`Registry down: ${results.length} concurrent requests, all 200 on the last good version`);
+    // Back up: the pending release activates.
+    const { check } = await tick(gw);
+    assert.equal(check.registry.result, "activated");
+    assert.equal((await probe(gw)).backend, "a");
+  });
+
+  test("config and snapshot switch together with one pointer write", async () => {
+    const KEYV = `ak-reg-${process.pid}`;
+    const snap = (version, status) => ({
+      version,
+      consumers: [{ id: "acme", name: "ACME", status: "active" }],
+      applications: [{ id: "app", consumer_id: "acme", name: "app" }],
+      credentials: [{ kind: "api_key", key: apiKeyDigest(KEYV), consumer_id: "acme", application_id: "app", status: "active", scopes: [] }],
+      plans: [{ id: "gold", tier: "gold", rate_plan: "rp-gold" }],
+      subscriptions: [{ id: "sub", application_id: "app", api: "reg", versions: ["*"], environment: "default", plan_id: "gold", status, scopes: [] }],
+    });
+    const guarded = (backend) =>
+      configFor(backend, {
+        gateway: { policies: { auth: { accept: ["api_key"] }, authorization: { subscription: {} } } },
+      });
+    const s1 = await buildSnapshot(snap("snap-active", "active"), { shardBytes: 64 });
+    const s2 = await buildSnapshot(snap("snap-suspended", "suspended"), { shardBytes: 64 });
+    assert.ok(s1.manifest.shards > 1, "several shards");
+    const b3 = release("with-snapshot-1", guarded(backendA), { snapshot: s1 });
+    const b4 = release("with-snapshot-2", guarded(backendB), { snapshot: s2 });
+
+    registry.setBundle(b3);
+    assert.equal((await tick(gw)).check.registry.result, "activated");
+    let p = await probe(gw, { "x-api-key": KEYV });
+    assert.deepEqual([p.status, p.backend, p.version], [200, "a", versionId(b3)]);
+
+    registry.setBundle(b4);
+    assert.equal((await tick(gw)).check.registry.result, "activated");
+    p = await probe(gw, { "x-api-key": KEYV });
+    assert.equal(p.version, versionId(b4));
+    assertProblem(p.res, { status: 403, code: "subscription_suspended" });
+    assert.equal(await gw.kv.get(MANIFEST_KEY), null, "no snapshot:manifest was ever needed");
+  });
+
+  test("retention keeps the last 3 versions in KV", async () => {
+    const { keys } = await gw.kv.list({ prefix: "config:version:" });
+    assert.equal(keys.length, 3, keys.map((k) => k.name).join(", "));
+    const history = JSON.parse(await gw.kv.get("config:history"));
+    assert.deepEqual(history.entries.map((e) => versionKey(e.id)).sort(), keys.map((k) => k.name).sort());
+  });
+});
+
+describe("activation latency (refresh interval 1000 ms)", () => {
+  const REFRESH_MS = 1000;
+  let gw, registry;
+  before(async () => {
+    registry = await new MockRegistry({ token: TOKEN, bundle: release("l-0", configFor(backendA)) }).start();
+    gw = await startGateway({
+      config: null,
+      refreshMs: REFRESH_MS,
+      registry: { url: registry.url, token: TOKEN, keys: [signer.publicText], backoffMs: 1 },
+    });
+    assert.equal((await tick(gw)).check.registry.result, "activated");
+  });
+  after(async () => {
+    await gw?.close();
+    await registry?.close();
+  });
+
+  /** Requests every 10 ms until one runs on `id`; returns the wall-clock ms it was first seen. */
+  async function firstSeen(id, timeoutMs = 10_000) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const sent = Date.now();
+      const p = await probe(gw);
+      if (p.version === id) return sent;
+      await delay(10);
+    }
+    throw new Error(`version ${id} not seen within ${timeoutMs} ms`);
+  }
+
+  test("the cron's isolate serves the new version right after the pointer write; others within the refresh interval", async () => {
+    const cron = [];
+    const other = [];
+    for (let i = 1; i <= 5; i++) {
+      // (a) The isolate that runs the sync refreshes right after its pointer write.
+      const b = release(`l-${i}`, configFor(i % 2 ? backendB : backendA));
+      registry.setBundle(b);
+      const { sync } = await tick(gw);
+      assert.equal(sync.version, versionId(b));
+      cron.push((await firstSeen(versionId(b))) - sync.activated_at_ms);
+      // (b) An isolate that did not run the sync: the pointer moves in KV (what the sync in
+      // another isolate writes) and this isolate notices on its next refresh.
+      const c = release(`m-${i}`, configFor(i % 2 ? backendA : backendB));
+      const id = versionId(c);
+      await gw.kv.put(versionKey(id), JSON.stringify(configFor(i % 2 ? backendA : backendB)));
+      await delay(Math.floor(Math.random() * REFRESH_MS));
+      await gw.kv.put(POINTER_KEY, id);
+      const written = Date.now();
+      other.push((await firstSeen(id)) - written);
+    }
+    const fmt = (xs) => `max ${Math.max(...xs)} ms, median ${[...xs].sort((a, b) => a - b)[2]} ms (${xs.join(", ")})`;
+    console.log(`activation latency, cron isolate (pointer write → first request on the new version): ${fmt(cron)}`);
+    console.log(`activation latency, other isolates, EDGEGATE_CONFIG_REFRESH_MS=${REFRESH_MS}: ${fmt(other)}`);
+    assert.ok(Math.max(...cron) < 500, `cron isolate: ${cron}`);
+    assert.ok(Math.max(...other) <= REFRESH_MS + 500, `other isolates: ${other}`);
+  });
+});
