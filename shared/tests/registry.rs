@@ -444,15 +444,18 @@ fn every_rejection_keeps_the_last_good_version() {
     }
 }
 
+/// (name, bundle, settings overrides, verified key id or error code)
+type KeyCase = (
+    &'static str,
+    Vec<u8>,
+    Vec<(&'static str, String)>,
+    Result<Option<String>, &'static str>,
+);
+
 #[test]
 fn unsigned_only_when_allowed_and_two_keys_for_rotation() {
     let good = config("http://10.0.0.1");
-    let cases: Vec<(
-        &str,
-        Vec<u8>,
-        Vec<(&str, String)>,
-        Result<Option<String>, &str>,
-    )> = vec![
+    let cases: Vec<KeyCase> = vec![
         (
             "unsigned, allowed",
             bundle("u", &good, None),
