@@ -84,7 +84,8 @@ impl SyncStatus {
             .is_none_or(|at| now_ms.saturating_add(TICK_SLACK_MS) >= at)
     }
 
-    /// Records a success at `now_ms`: failures and backoff cleared.
+    /// Records a success at `now_ms`: failures and backoff cleared. `etag` is the answer's
+    /// (pass the stored one for a 304; `None` clears it: a 200 without an ETag).
     pub fn succeeded(
         &mut self,
         now_ms: u64,
@@ -99,9 +100,7 @@ impl SyncStatus {
         if version.is_some() {
             self.version = version;
         }
-        if etag.is_some() {
-            self.etag = etag;
-        }
+        self.etag = etag;
         self.consecutive_failures = 0;
         self.next_attempt_ms = None;
     }

@@ -108,7 +108,11 @@ where
                 }
                 _ => (SyncResult::NotModified, None),
             };
-            status.succeeded(now, kind, version, etag.clone());
+            let etag = match outcome {
+                SyncOutcome::NotModified => status.etag.clone(),
+                _ => etag.clone(),
+            };
+            status.succeeded(now, kind, version, etag);
             let mut fields = serde_json::to_value(outcome).unwrap_or_default();
             fields["ms"] = json!(now.saturating_sub(started));
             fields["forced"] = json!(force);
