@@ -13,12 +13,14 @@
 #![deny(missing_docs)]
 
 pub mod access_log;
+pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod balancer;
 pub mod bounded;
 pub mod config;
 pub mod config_store;
+pub mod control;
 pub mod headers;
 pub mod path;
 pub mod pipeline;
