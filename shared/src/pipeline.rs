@@ -208,13 +208,14 @@ impl Gateway {
         self.admin.matches(&req.host, &req.path)
     }
 
-    /// Answers an admin request ([`crate::admin::handle`]). Never fails.
+    /// Answers an admin request ([`crate::admin::handle`]; `body` is read only for an
+    /// authorized call). Never fails.
     pub async fn handle_admin<P: Platform>(
         &self,
         p: &P,
         req: &RequestHead,
         target: crate::admin::AdminMatch,
-        body: Result<Vec<u8>, crate::admin::BodyError>,
+        body: impl std::future::Future<Output = Result<Vec<u8>, crate::admin::BodyError>>,
     ) -> GatewayResponse<P::Body, P::Headers> {
         crate::admin::handle(self, p, req, target, body).await
     }

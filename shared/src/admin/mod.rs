@@ -67,12 +67,15 @@ pub fn openapi(prefix: &str) -> serde_json::Value {
 /// Answers one admin request (the host has matched it with [`AdminSettings::matches`] and
 /// read its body). Never fails: every failure is a problem+json reply; exactly one audit
 /// line is written.
+///
+/// `body` reads the request body; it is awaited only once the call is authorized and matched
+/// to an endpoint, so unauthenticated clients cannot make the gateway buffer anything.
 pub async fn handle<P: Platform>(
     gw: &Gateway,
     p: &P,
     req: &RequestHead,
     target: AdminMatch,
-    body: Result<Vec<u8>, BodyError>,
+    body: impl std::future::Future<Output = Result<Vec<u8>, BodyError>>,
 ) -> GatewayResponse<P::Body, P::Headers> {
     let mut random = [0u8; RANDOM_BYTES];
     p.fill(&mut random);
@@ -146,7 +149,7 @@ async fn run<P: Platform>(
     p: &P,
     req: &RequestHead,
     target: AdminMatch,
-    body: Result<Vec<u8>, BodyError>,
+    body: impl std::future::Future<Output = Result<Vec<u8>, BodyError>>,
     request_id: &str,
     endpoint_name: &mut &'static str,
     extra: &mut Vec<(String, String)>,
@@ -214,7 +217,7 @@ async fn run<P: Platform>(
         }
     })?;
     *endpoint_name = endpoint.name();
-    let body = match body {
+    let body = match body.await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             return Err(LocalReply::new(

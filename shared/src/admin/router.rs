@@ -141,9 +141,11 @@ fn capture(template: &str, segs: &[&str]) -> Option<Vec<String>> {
 mod tests {
     use super::*;
 
+    type Found = Result<(Endpoint, Vec<String>), Miss>;
+
     #[test]
     fn find_table() {
-        let table: Vec<(&str, &str, Result<(Endpoint, Vec<String>), Miss>)> = vec![
+        let table: Vec<(&str, &str, Found)> = vec![
             ("GET", "/health", Ok((Endpoint::Health, vec![]))),
             (
                 "POST",
