@@ -184,10 +184,10 @@ impl Gateway {
         self
     }
 
-    /// This gateway re-reading the emergency overrides every `ms` (default
-    /// [`DEFAULT_CONTROL_REFRESH_MS`]).
-    pub fn with_control_refresh_ms(mut self, ms: u64) -> Self {
-        self.control = ControlCache::new(ms);
+    /// This gateway with its overrides cache (default: [`ControlCache::new`] with
+    /// [`DEFAULT_CONTROL_REFRESH_MS`], re-reading inline).
+    pub fn with_control(mut self, cache: ControlCache) -> Self {
+        self.control = cache;
         self
     }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{platform_with, problem_code};
-use edgegate_core::control::ControlCall;
+use edgegate_core::control::{ControlCache, ControlCall};
 use edgegate_core::pipeline::{Gateway, GatewayResponse, RequestHead, RuntimeSettings};
 use edgegate_core::testing::{FakeBody, FakePlatform};
 use futures::executor::block_on;
@@ -28,7 +28,7 @@ fn gateway() -> Gateway {
         config_refresh_ms: 1000,
         snapshot_refresh_ms: 1000,
     })
-    .with_control_refresh_ms(REFRESH_MS)
+    .with_control(ControlCache::new(REFRESH_MS))
 }
 
 fn req(path: &str, ip: Option<&str>) -> RequestHead {
@@ -237,4 +237,29 @@ fn blocks_expire_without_a_refresh() {
     let reply = p.control_apply(&ControlCall::Read);
     assert!(reply.state.blocks.is_empty());
     assert_eq!(reply.state.revision, 2);
+}
+
+#[test]
+fn background_mode_never_makes_a_request_wait_for_a_warm_read() {
+    let p = platform_with(&config());
+    let gw = gateway().with_control(ControlCache::new(REFRESH_MS).with_background_refresh());
+    assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 200);
+    assert!(
+        !gw.control().take_wanted(),
+        "a cold read is never left to the host"
+    );
+    p.control_apply(&block("203.0.113.9"));
+    p.advance(REFRESH_MS);
+    let calls = p.control_calls();
+    assert_eq!(
+        send(&gw, &p, "/shop/items", "203.0.113.9").status,
+        200,
+        "served on the known state"
+    );
+    assert_eq!(p.control_calls(), calls, "no read during the request");
+    assert!(gw.control().take_wanted());
+    assert!(!gw.control().take_wanted(), "taken once");
+    assert!(block_on(gw.control().refresh(&p)));
+    assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 403);
+    assert!(!gw.control().take_wanted(), "not due again yet");
 }

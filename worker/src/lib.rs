@@ -25,6 +25,7 @@ pub use edgegate_durable_objects::{Control, RateCounter};
 
 use edgegate_core::access_log::event_line;
 use edgegate_core::admin::{AdminSettings, BodyError, MAX_BODY_BYTES};
+use edgegate_core::control::ControlCache;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings, DEFAULT_CONTROL_REFRESH_MS};
 use platform::WorkerPlatform;
 use std::rc::Rc;
@@ -64,10 +65,14 @@ fn gateway(env: &Env) -> Rc<Gateway> {
                     ),
                 })
                 .with_admin(admin)
-                .with_control_refresh_ms(ms(
-                    "EDGEGATE_CONTROL_REFRESH_MS",
-                    DEFAULT_CONTROL_REFRESH_MS,
-                )),
+                // Warm re-reads of the overrides run after the response (waitUntil below).
+                .with_control(
+                    ControlCache::new(ms(
+                        "EDGEGATE_CONTROL_REFRESH_MS",
+                        DEFAULT_CONTROL_REFRESH_MS,
+                    ))
+                    .with_background_refresh(),
+                ),
             )
         })
         .clone()
@@ -79,7 +84,7 @@ fn gateway(env: &Env) -> Rc<Gateway> {
 /// Errors only if the runtime refuses to build the response (a bug); the pipeline itself
 /// never fails.
 #[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
     let platform = WorkerPlatform::new(&env, &req);
     let (head, body) = convert::inbound(&req);
     let gateway = gateway(&env);
@@ -96,6 +101,16 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys
         }
         None => gateway.handle(&platform, head, body).await,
     };
+    if gateway.control().take_wanted() {
+        // The overrides' re-read, after the response: no request waits for the round trip.
+        let env = env.clone();
+        ctx.wait_until(async move {
+            gateway
+                .control()
+                .refresh(&WorkerPlatform::without_request(&env))
+                .await;
+        });
+    }
     Ok(convert::outbound(response)?)
 }
 

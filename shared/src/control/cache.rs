@@ -19,6 +19,8 @@ struct Inner {
     current: Option<Rc<ControlState>>,
     checked_at: Option<u64>,
     failures: u64,
+    /// Background mode: a warm re-read is due and no host task has taken it yet.
+    wanted: bool,
 }
 
 /// The overrides as this isolate knows them, re-read from the control object every
@@ -36,8 +38,14 @@ struct Inner {
 /// - **Warm isolate**: one request per interval re-reads; the others use the state they
 ///   have without waiting. When the object cannot be reached, the last known state keeps
 ///   applying and the failure is logged (`control_unavailable`, with a count).
+/// - **Warm isolate, background mode** ([`ControlCache::with_background_refresh`], for hosts
+///   that can run work after the response, as Workers' `waitUntil`): no request waits for a
+///   re-read; the request that finds one due serves on the known state, and the host runs
+///   [`ControlCache::take_wanted`] + [`ControlCache::refresh`] after responding. The bound
+///   stays the interval plus one round trip (of an isolate that keeps serving).
 pub struct ControlCache {
     refresh_ms: u64,
+    background: bool,
     inner: RefCell<Inner>,
     flight: SingleFlight,
 }
@@ -47,9 +55,24 @@ impl ControlCache {
     pub fn new(refresh_ms: u64) -> Self {
         ControlCache {
             refresh_ms,
+            background: false,
             inner: RefCell::new(Inner::default()),
             flight: SingleFlight::new(),
         }
+    }
+
+    /// This cache leaving warm re-reads to the host (see the type's doc): the host must call
+    /// [`ControlCache::take_wanted`] after each request and, when it returns true, run
+    /// [`ControlCache::refresh`] (after the response), or the state is never re-read.
+    pub fn with_background_refresh(mut self) -> Self {
+        self.background = true;
+        self
+    }
+
+    /// In background mode: true (once) when a warm re-read became due during a request; the
+    /// host then runs [`ControlCache::refresh`] after the response. Always false otherwise.
+    pub fn take_wanted(&self) -> bool {
+        std::mem::take(&mut self.inner.borrow_mut().wanted)
     }
 
     /// The re-read interval in ms.
@@ -73,8 +96,16 @@ impl ControlCache {
             return current;
         }
         if current.is_some() {
-            // Others keep serving on the known state while this request re-reads.
-            self.inner.borrow_mut().checked_at = Some(now);
+            // Others keep serving on the known state while this request (or the host, after
+            // this request) re-reads.
+            {
+                let mut s = self.inner.borrow_mut();
+                s.checked_at = Some(now);
+                s.wanted = self.background;
+            }
+            if self.background {
+                return current;
+            }
             self.refresh(p).await;
         } else {
             self.flight
