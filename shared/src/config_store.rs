@@ -7,7 +7,7 @@
 //! back.
 
 use crate::access_log::event_line;
-use crate::config::{compile_for, Capabilities, CompiledConfig};
+use crate::config::{compile_for, Capabilities, CompiledConfig, ConfigErrors};
 use crate::platform::{ClientCertificates, Clock, Kv, Log};
 use serde_json::json;
 use std::cell::RefCell;
@@ -68,6 +68,28 @@ pub struct ConfigStore {
 }
 
 impl ConfigStore {
+    /// Compiles `text` as version `version` exactly as this store activates it: for the
+    /// platform's capabilities, and refusing routes under the admin API's reserved paths. The
+    /// one rule every path to activation uses (refresh, the Registry sync, activate and roll
+    /// back, the admin API's validate). Never activates anything.
+    ///
+    /// Errors: every config error with its JSON path.
+    pub fn compile<P: ClientCertificates>(
+        &self,
+        p: &P,
+        text: &str,
+        version: &str,
+    ) -> Result<CompiledConfig, ConfigErrors> {
+        let caps = Capabilities {
+            client_certificates: p.supports_client_certificates(),
+        };
+        let config = compile_for(text, version, caps)?;
+        match &self.admin {
+            Some(admin) => admin.check_config(text).map(|()| config),
+            None => Ok(config),
+        }
+    }
+
     /// A store that re-reads the pointer at most every `refresh_ms`.
     pub fn new(refresh_ms: u64) -> Self {
         ConfigStore {
@@ -176,14 +198,7 @@ impl ConfigStore {
         if self.active_version().as_deref() == Some(pointer.as_str()) {
             return RefreshOutcome::Unchanged(pointer);
         }
-        let caps = Capabilities {
-            client_certificates: p.supports_client_certificates(),
-        };
-        let compiled = compile_for(&text, &pointer, caps).and_then(|cfg| match &self.admin {
-            Some(admin) => admin.check_config(&text).map(|()| cfg),
-            None => Ok(cfg),
-        });
-        match compiled {
+        match self.compile(p, &text, &pointer) {
             Ok(cfg) => {
                 let mut s = self.state.borrow_mut();
                 let previous = s.active.as_ref().map(|a| a.version().to_string());

@@ -147,6 +147,7 @@ pub struct Gateway {
     limiter: Limiter,
     control: ControlCache,
     admin: crate::admin::AdminSettings,
+    registry: Result<Option<crate::registry::RegistrySettings>, crate::registry::SettingsError>,
 }
 
 /// What the driver learns about a request as it goes, for the access log.
@@ -173,7 +174,26 @@ impl Gateway {
             limiter: Limiter::default(),
             control: ControlCache::new(DEFAULT_CONTROL_REFRESH_MS),
             admin: crate::admin::AdminSettings::default(),
+            registry: Ok(None),
         }
+    }
+
+    /// This gateway with its Registry sync settings (`Ok(None)`: sync off; `Err`: the
+    /// deployment's variables are invalid, reported by every sync attempt and by the admin
+    /// API's health). See [`crate::registry::RegistrySettings::from_vars`].
+    pub fn with_registry(
+        mut self,
+        settings: Result<Option<crate::registry::RegistrySettings>, crate::registry::SettingsError>,
+    ) -> Self {
+        self.registry = settings;
+        self
+    }
+
+    /// The Registry sync settings given by [`Gateway::with_registry`].
+    pub fn registry_settings(
+        &self,
+    ) -> &Result<Option<crate::registry::RegistrySettings>, crate::registry::SettingsError> {
+        &self.registry
     }
 
     /// This gateway with the admin API's settings (prefix or host, rate limit). Configs

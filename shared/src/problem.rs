@@ -108,6 +108,15 @@ pub enum ErrorCode {
     AdminBodyTooLarge,
     /// The emergency-override store cannot be reached; nothing changed.
     ControlUnavailable,
+    /// An admin API operation that the gateway's state does not allow (no previous version to
+    /// roll back to, a stored version that no longer compiles, Registry sync off); nothing
+    /// changed. The detail starts with the Registry error's own code.
+    AdminConflict,
+    /// "Sync now" failed: the Registry is unreachable, answered an error, or served a bundle
+    /// that does not verify or validate. The last good version keeps serving.
+    RegistrySyncFailed,
+    /// The config store (KV) could not be read or written; nothing changed.
+    StoreUnavailable,
 }
 
 impl ErrorCode {
@@ -276,11 +285,26 @@ impl ErrorCode {
                 503,
                 "The emergency-override store cannot be reached",
             ),
+            ErrorCode::AdminConflict => (
+                "admin_conflict",
+                409,
+                "The gateway's state does not allow this operation",
+            ),
+            ErrorCode::RegistrySyncFailed => (
+                "registry_sync_failed",
+                502,
+                "The Registry sync failed; the last good version keeps serving",
+            ),
+            ErrorCode::StoreUnavailable => (
+                "store_unavailable",
+                503,
+                "The config store cannot be reached",
+            ),
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 48] = [
+    pub const ALL: [ErrorCode; 51] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidPath,
@@ -329,6 +353,9 @@ impl ErrorCode {
         ErrorCode::AdminNotFound,
         ErrorCode::AdminBodyTooLarge,
         ErrorCode::ControlUnavailable,
+        ErrorCode::AdminConflict,
+        ErrorCode::RegistrySyncFailed,
+        ErrorCode::StoreUnavailable,
     ];
 }
 

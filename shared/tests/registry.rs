@@ -5,7 +5,7 @@
 use base64ct::{Base64UrlUnpadded, Encoding};
 use edgegate_core::auth::soft_crypto::sign_ed25519;
 use edgegate_core::bundle::{decode, key_id, version_id, with_signature, Bundle};
-use edgegate_core::config_store::{version_key, RefreshOutcome, POINTER_KEY};
+use edgegate_core::config_store::{version_key, ConfigStore, RefreshOutcome, POINTER_KEY};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings};
 use edgegate_core::platform::{HttpResponse, PlatformError};
@@ -23,6 +23,11 @@ use std::rc::Rc;
 const TOKEN: &str = "registry-token-1";
 
 /// A signing key: (seed, `ed25519:` public key text, key id).
+/// The compile rules of an isolate without an admin API.
+fn rules() -> ConfigStore {
+    ConfigStore::new(0)
+}
+
 fn key(n: u8) -> ([u8; 32], String, String) {
     let seed = [n; 32];
     let public = ed25519_dalek::SigningKey::from_bytes(&seed)
@@ -163,7 +168,7 @@ fn first_sync_then_304_then_a_new_version() {
     let s = settings(&[]);
     let gw = Gateway::new(RuntimeSettings::default());
 
-    let id1 = activated(block_on(sync(&p, &s, false)));
+    let id1 = activated(block_on(sync(&p, &rules(), &s, false)));
     assert_eq!(id1, id_of(&v1));
     assert_eq!(pointer(&p).as_deref(), Some(id1.as_str()));
     let doc: Value =
@@ -213,7 +218,10 @@ fn first_sync_then_304_then_a_new_version() {
 
     // Nothing new: 304, and only the status is written.
     let writes = p.kv_writes();
-    assert_eq!(block_on(sync(&p, &s, false)), Ok(SyncOutcome::NotModified));
+    assert_eq!(
+        block_on(sync(&p, &rules(), &s, false)),
+        Ok(SyncOutcome::NotModified)
+    );
     assert_eq!(p.kv_writes(), writes + 1);
     let sent = reg.borrow().requests.clone();
     assert_eq!(sent[0], (Some(format!("Bearer {TOKEN}")), None));
@@ -225,7 +233,7 @@ fn first_sync_then_304_then_a_new_version() {
         1,
     );
     reg.borrow_mut().bundle = v2.clone();
-    let outcome = block_on(sync(&p, &s, false)).expect("sync");
+    let outcome = block_on(sync(&p, &rules(), &s, false)).expect("sync");
     let SyncOutcome::Activated {
         version, previous, ..
     } = outcome
@@ -255,7 +263,7 @@ fn first_sync_then_304_then_a_new_version() {
     reg.borrow_mut().bundle = v2.clone();
     p.kv_delete(STATUS_KEY);
     assert_eq!(
-        block_on(sync(&p, &s, false)),
+        block_on(sync(&p, &rules(), &s, false)),
         Ok(SyncOutcome::Unchanged { version })
     );
 }
@@ -382,7 +390,7 @@ fn every_rejection_keeps_the_last_good_version() {
     for r in rejections {
         let v1 = sign(&bundle("v1", &good, None), 1);
         let (p, reg) = serve(v1);
-        let id1 = activated(block_on(sync(&p, &settings(&[]), false)));
+        let id1 = activated(block_on(sync(&p, &rules(), &settings(&[]), false)));
         let keys_before = p.kv_keys();
         let history_before = p.kv_text(HISTORY_KEY);
         {
@@ -392,7 +400,7 @@ fn every_rejection_keeps_the_last_good_version() {
         }
         p.set_kv_writes_down(r.writes_down);
         p.take_logs();
-        let err = block_on(sync(&p, &settings(&r.vars), false)).expect_err(r.name);
+        let err = block_on(sync(&p, &rules(), &settings(&r.vars), false)).expect_err(r.name);
         assert_eq!(err.code(), r.code, "{}: {err}", r.name);
         if r.code == "config_invalid" {
             assert_eq!(
@@ -517,7 +525,7 @@ fn unsigned_only_when_allowed_and_two_keys_for_rotation() {
     for (name, b, vars, want) in cases {
         let (p, _) = serve(b);
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        match (block_on(sync(&p, &settings(&vars), false)), want) {
+        match (block_on(sync(&p, &rules(), &settings(&vars), false)), want) {
             (Ok(SyncOutcome::Activated { key_id, .. }), Ok(want)) => {
                 assert_eq!(key_id, want, "{name}")
             }
@@ -539,14 +547,14 @@ fn unsigned_only_when_allowed_and_two_keys_for_rotation() {
 fn backoff_between_ticks_and_a_forced_sync_ignores_it() {
     let (p, reg) = serve(sign(&bundle("v1", &config("http://10.0.0.1"), None), 1));
     let s = settings(&[("EDGEGATE_REGISTRY_BACKOFF_MS", "60000")]);
-    activated(block_on(sync(&p, &s, false)));
+    activated(block_on(sync(&p, &rules(), &s, false)));
     reg.borrow_mut().mode = Mode::Refused;
     reg.borrow_mut().bundle = sign(&bundle("v2", &config("http://10.0.0.2"), None), 1);
     let mut attempts = Vec::new();
     // Ticks every 60 s; failures back off 1, 2, 4 ticks.
     for tick in 0..8 {
         let before = reg.borrow().requests.len();
-        let out = block_on(sync(&p, &s, false));
+        let out = block_on(sync(&p, &rules(), &s, false));
         let tried = reg.borrow().requests.len() > before;
         attempts.push(tried);
         match out {
@@ -570,17 +578,17 @@ fn backoff_between_ticks_and_a_forced_sync_ignores_it() {
     // A forced sync (admin "sync now") ignores the backoff.
     reg.borrow_mut().mode = Mode::Up;
     assert!(matches!(
-        block_on(sync(&p, &s, false)),
+        block_on(sync(&p, &rules(), &s, false)),
         Ok(SyncOutcome::Skipped { .. })
     ));
-    activated(block_on(sync(&p, &s, true)));
+    activated(block_on(sync(&p, &rules(), &s, true)));
     let st = block_on(status(&p)).expect("status");
     assert_eq!(
         (st.consecutive_failures, st.next_attempt_ms, st.error),
         (0, None, None)
     );
     assert!(matches!(
-        block_on(sync(&p, &s, false)),
+        block_on(sync(&p, &rules(), &s, false)),
         Ok(SyncOutcome::NotModified)
     ));
 }
@@ -604,7 +612,7 @@ fn retention_deletes_old_versions_and_only_unreferenced_shards() {
         let b = sign(&bundle(label, &config("http://10.0.0.1"), Some(snap)), 1);
         shas.push(sha(&b));
         reg.borrow_mut().bundle = b;
-        ids.push(activated(block_on(sync(&p, &s, true))));
+        ids.push(activated(block_on(sync(&p, &rules(), &s, true))));
         p.advance(60_000);
     }
     let has_shards = |sha: &str| {
@@ -632,7 +640,7 @@ fn retention_deletes_old_versions_and_only_unreferenced_shards() {
     p.kv_put(MANIFEST_KEY, &legacy);
     for (label, snap) in [("a", &s1), ("b", &s2), ("c", &s2), ("d", &s3)] {
         reg.borrow_mut().bundle = sign(&bundle(label, &config("http://10.0.0.1"), Some(snap)), 1);
-        activated(block_on(sync(&p, &s, true)));
+        activated(block_on(sync(&p, &rules(), &s, true)));
         let has = |sha: &str| {
             p.kv_keys()
                 .iter()
@@ -652,13 +660,13 @@ fn activate_and_rollback_only_stored_versions_that_compile() {
         1,
     ));
     let s = settings(&[]);
-    let id1 = activated(block_on(sync(&p, &s, false)));
+    let id1 = activated(block_on(sync(&p, &rules(), &s, false)));
     reg.borrow_mut().bundle = sign(&bundle("r2", &config("http://10.0.0.2"), None), 1);
-    let id2 = activated(block_on(sync(&p, &s, false)));
+    let id2 = activated(block_on(sync(&p, &rules(), &s, false)));
     let gw = Gateway::new(RuntimeSettings::default());
     block_on(gw.config_store().refresh(&p));
 
-    let a = block_on(rollback(&p)).expect("rollback");
+    let a = block_on(rollback(&p, &rules())).expect("rollback");
     assert_eq!(
         (a.version.as_str(), a.previous.as_deref(), a.source),
         (id1.as_str(), Some(id2.as_str()), Source::Rollback)
@@ -669,11 +677,17 @@ fn activate_and_rollback_only_stored_versions_that_compile() {
         RefreshOutcome::Activated(id1.clone())
     );
     // The Registry still serves r2 with the same ETag: the rollback stays.
-    assert_eq!(block_on(sync(&p, &s, false)), Ok(SyncOutcome::NotModified));
+    assert_eq!(
+        block_on(sync(&p, &rules(), &s, false)),
+        Ok(SyncOutcome::NotModified)
+    );
     assert_eq!(pointer(&p).as_deref(), Some(id1.as_str()));
     // Rolling back again returns to r2.
-    assert_eq!(block_on(rollback(&p)).expect("rollback").version, id2);
-    let a = block_on(activate(&p, &id1, Source::Activate)).expect("activate");
+    assert_eq!(
+        block_on(rollback(&p, &rules())).expect("rollback").version,
+        id2
+    );
+    let a = block_on(activate(&p, &rules(), &id1, Source::Activate)).expect("activate");
     assert_eq!(
         (a.version.as_str(), a.source),
         (id1.as_str(), Source::Activate)
@@ -684,7 +698,7 @@ fn activate_and_rollback_only_stored_versions_that_compile() {
     // Already active: nothing written.
     let writes = p.kv_writes();
     assert_eq!(
-        block_on(activate(&p, &id1, Source::Activate))
+        block_on(activate(&p, &rules(), &id1, Source::Activate))
             .expect("noop")
             .previous
             .as_deref(),
@@ -698,7 +712,12 @@ fn activate_and_rollback_only_stored_versions_that_compile() {
             .code
     };
     assert_eq!(
-        code(block_on(activate(&p, "0123456789abcdef", Source::Activate))),
+        code(block_on(activate(
+            &p,
+            &rules(),
+            "0123456789abcdef",
+            Source::Activate
+        ))),
         "version_unknown"
     );
     // A stored document that no longer compiles, or a missing snapshot shard: not activated.
@@ -707,12 +726,12 @@ fn activate_and_rollback_only_stored_versions_that_compile() {
         r#"{"pools": {}, "apis": [], "extra": 1}"#,
     );
     assert_eq!(
-        code(block_on(activate(&p, &id2, Source::Activate))),
+        code(block_on(activate(&p, &rules(), &id2, Source::Activate))),
         "config_invalid"
     );
     p.kv_delete(&version_key(&id2));
     assert_eq!(
-        code(block_on(activate(&p, &id2, Source::Activate))),
+        code(block_on(activate(&p, &rules(), &id2, Source::Activate))),
         "version_missing"
     );
     let shard = p
@@ -721,11 +740,11 @@ fn activate_and_rollback_only_stored_versions_that_compile() {
         .find(|k| k.starts_with("snapshot:"))
         .expect("a shard");
     p.kv_delete(&shard);
-    block_on(activate(&p, &id2, Source::Activate)).expect_err("v2 is gone");
+    block_on(activate(&p, &rules(), &id2, Source::Activate)).expect_err("v2 is gone");
     assert_eq!(pointer(&p).as_deref(), Some(id1.as_str()));
     p.kv_put(POINTER_KEY, &id2);
     assert_eq!(
-        code(block_on(activate(&p, &id1, Source::Activate))),
+        code(block_on(activate(&p, &rules(), &id1, Source::Activate))),
         "snapshot_invalid"
     );
     assert_eq!(pointer(&p).as_deref(), Some(id2.as_str()), "unchanged");

@@ -27,6 +27,7 @@ pub use edgegate_durable_objects::{Control, RateCounter};
 
 use edgegate_core::access_log::event_line;
 use edgegate_core::admin::{AdminSettings, BodyError, MAX_BODY_BYTES};
+use edgegate_core::config_store::RefreshOutcome;
 use edgegate_core::control::ControlCache;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings, DEFAULT_CONTROL_REFRESH_MS};
 use edgegate_core::registry;
@@ -68,6 +69,13 @@ fn gateway(env: &Env) -> Rc<Gateway> {
                     ),
                 })
                 .with_admin(admin)
+                .with_registry(registry::RegistrySettings::from_vars(|name| {
+                    // The token is a secret; the URL and keys are usually vars.
+                    env.secret(name)
+                        .or_else(|_| env.var(name))
+                        .ok()
+                        .map(|v| v.to_string())
+                }))
                 // Warm re-reads of the overrides run after the response (waitUntil below).
                 .with_control(
                     ControlCache::new(ms(
@@ -129,10 +137,17 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let gateway = gateway(&env);
     let mut outcome = gateway.config_store().refresh(&platform).await;
     let control = gateway.control().refresh(&platform).await;
-    let registry = registry_sync(&env, &platform).await;
-    if registry.get("result").and_then(|r| r.as_str()) == Some("activated") {
-        outcome = gateway.config_store().refresh(&platform).await;
-    }
+    // An activation is served in this isolate by sync_registry itself.
+    let registry = match gateway.sync_registry(&platform, false).await {
+        Ok(sync) => {
+            if let registry::SyncOutcome::Activated { version, .. } = &sync {
+                outcome = RefreshOutcome::Activated(version.clone());
+            }
+            serde_json::to_value(sync).unwrap_or_default()
+        }
+        Err(e) if e.code == "registry_off" => serde_json::json!({"result": "off"}),
+        Err(e) => serde_json::json!({"result": "failed", "code": e.code}),
+    };
     let manifest = gateway
         .config_store()
         .active()
@@ -155,27 +170,4 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         }),
     );
     worker::console_log!("{}", line);
-}
-
-/// The Registry sync of a cron tick, with its settings from the Worker's vars and secrets.
-/// Returns the outcome as JSON (`{"result": "off"}` when no URL is set; `{"result":
-/// "failed", "code": …}` on errors, which the core has logged and recorded in the status).
-async fn registry_sync(env: &Env, platform: &WorkerPlatform) -> serde_json::Value {
-    let var = |name: &str| {
-        env.secret(name)
-            .or_else(|_| env.var(name))
-            .ok()
-            .map(|v| v.to_string())
-    };
-    match registry::RegistrySettings::from_vars(var) {
-        Ok(None) => serde_json::json!({"result": "off"}),
-        Err(e) => {
-            registry::record_settings_error(platform, &e).await;
-            serde_json::json!({"result": "failed", "code": "settings_invalid"})
-        }
-        Ok(Some(settings)) => match registry::sync(platform, &settings, false).await {
-            Ok(outcome) => serde_json::to_value(outcome).unwrap_or_default(),
-            Err(e) => serde_json::json!({"result": "failed", "code": e.code}),
-        },
-    }
 }

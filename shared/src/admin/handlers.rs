@@ -3,13 +3,14 @@
 
 use super::router::Endpoint;
 use crate::access_log::rfc3339_ms;
-use crate::config::{compile_for, Capabilities, CompiledConfig};
-use crate::config_store::version_key;
+use crate::config::CompiledConfig;
+use crate::config_store::{version_key, POINTER_KEY};
 use crate::control::{is_route_name, ControlCall, ControlOutcome, ControlReply, MAX_REASON_CHARS};
 use crate::pipeline::{Gateway, RequestHead};
 use crate::platform::{CounterCall, CounterOp, Platform};
 use crate::problem::{ErrorCode, LocalReply};
 use crate::ratelimit::{ip_key, RateKey, RateLimit};
+use crate::registry::{self, Activation, RegistryError};
 use crate::route::QueryView;
 use crate::snapshot::Cidr;
 use serde::Deserialize;
@@ -69,7 +70,66 @@ pub(super) async fn dispatch<P: Platform>(
         Endpoint::RateLimits => rate_limits(call).await,
         Endpoint::ReadCounter => counters(call, CounterOp::Peek).await,
         Endpoint::ResetCounter => counters(call, CounterOp::Reset).await,
+        Endpoint::Versions => versions(call).await,
+        Endpoint::ActivateVersion => {
+            let id = call.params.first().map(String::as_str).unwrap_or_default();
+            activation(call.gw.activate_version(call.p, id).await)
+        }
+        Endpoint::Rollback => activation(call.gw.rollback_version(call.p).await),
+        Endpoint::Sync => sync_now(call).await,
     }
+}
+
+// === versions and the Registry sync ===
+
+/// The problem for a Registry error: its own stable code leads the detail.
+fn registry_problem(e: &RegistryError) -> LocalReply {
+    let code = match e.code {
+        "version_unknown" | "version_missing" => ErrorCode::AdminNotFound,
+        "no_previous_version"
+        | "config_invalid"
+        | "snapshot_invalid"
+        | "registry_off"
+        | "settings_invalid" => ErrorCode::AdminConflict,
+        "store_failed" => ErrorCode::StoreUnavailable,
+        _ => ErrorCode::RegistrySyncFailed,
+    };
+    let mut detail = e.to_string();
+    for err in e.errors.iter().take(20) {
+        detail.push_str(&format!("; {err}"));
+    }
+    LocalReply::new(code, detail.clone()).with_public_detail(detail)
+}
+
+async fn versions<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
+    let history = registry::history(c.p)
+        .await
+        .map_err(|e| registry_problem(&e))?;
+    let active =
+        c.p.get_text(POINTER_KEY)
+            .await
+            .map_err(|e| LocalReply::new(ErrorCode::StoreUnavailable, e.0))?
+            .map(|v| v.trim().to_string());
+    ok(
+        json!({"active": active, "versions": history.entries}),
+        format!("{} versions", history.entries.len()),
+    )
+}
+
+fn activation(result: Result<Activation, RegistryError>) -> Result<Done, LocalReply> {
+    let a = result.map_err(|e| registry_problem(&e))?;
+    let detail = format!("{} -> {}", a.previous.as_deref().unwrap_or("-"), a.version);
+    ok(json!(a), detail)
+}
+
+async fn sync_now<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
+    let outcome =
+        c.gw.sync_registry(c.p, true)
+            .await
+            .map_err(|e| registry_problem(&e))?;
+    let body = json!(outcome);
+    let detail = body["result"].as_str().unwrap_or_default().to_string();
+    ok(body, detail)
 }
 
 // === health and config ===
@@ -83,6 +143,7 @@ async fn health<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
             "status": if config.is_some() { "ok" } else { "no_config" },
             "time": rfc3339_ms(c.p.now_ms()),
             "config_version": config.as_ref().map(|c| c.version()),
+            "registry": registry_health(c).await,
             "snapshot_version": snapshot.as_ref().map(|s| s.version()),
             "control": {
                 "reachable": control.is_some(),
@@ -94,6 +155,20 @@ async fn health<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
         }),
         "",
     )
+}
+
+/// The Registry sync's settings state and last result, for health.
+async fn registry_health<P: Platform>(c: &Call<'_, P>) -> Value {
+    match c.gw.registry_settings() {
+        Ok(None) => json!({"sync": "off"}),
+        Err(e) => json!({"sync": "misconfigured", "error": e.to_string()}),
+        Ok(Some(s)) => match registry::status(c.p).await {
+            Ok(status) => json!({"sync": "on", "url": s.url, "last_sync": status}),
+            Err(e) => {
+                json!({"sync": "on", "url": s.url, "last_sync": null, "error": e.to_string()})
+            }
+        },
+    }
 }
 
 async fn active_config<P: Platform>(c: &Call<'_, P>) -> Result<Rc<CompiledConfig>, LocalReply> {
@@ -132,24 +207,16 @@ fn validate<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
             "$",
             format!("not UTF-8: {e}"),
         )],
-        Ok(text) => {
-            let caps = Capabilities {
-                client_certificates: c.p.supports_client_certificates(),
-            };
-            match compile_for(text, "validate", caps) {
-                Err(e) => e.0,
-                Ok(cfg) => match c.gw.admin_settings().check_config(text) {
-                    Err(e) => e.0,
-                    Ok(()) => {
-                        return ok(
-                            json!({"valid": true, "error_count": 0, "errors": [],
-                                "apis": cfg.apis().len(), "routes": cfg.routes().len()}),
-                            "valid",
-                        )
-                    }
-                },
+        Ok(text) => match c.gw.config_store().compile(c.p, text, "validate") {
+            Err(e) => e.0,
+            Ok(cfg) => {
+                return ok(
+                    json!({"valid": true, "error_count": 0, "errors": [],
+                            "apis": cfg.apis().len(), "routes": cfg.routes().len()}),
+                    "valid",
+                )
             }
-        }
+        },
     };
     let n = errors.len();
     ok(

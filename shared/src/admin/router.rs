@@ -33,6 +33,14 @@ pub enum Endpoint {
     ReadCounter,
     /// Reset a rate-limit counter.
     ResetCounter,
+    /// The stored config versions, newest activation first, and the active one.
+    Versions,
+    /// Activate a stored version.
+    ActivateVersion,
+    /// Activate the version that was active before the current one.
+    Rollback,
+    /// Run the Registry sync now (ignoring a pending backoff).
+    Sync,
 }
 
 impl Endpoint {
@@ -52,6 +60,10 @@ impl Endpoint {
             Endpoint::RateLimits => "rate_limits.list",
             Endpoint::ReadCounter => "counters.read",
             Endpoint::ResetCounter => "counters.reset",
+            Endpoint::Versions => "config.versions",
+            Endpoint::ActivateVersion => "config.activate",
+            Endpoint::Rollback => "config.rollback",
+            Endpoint::Sync => "registry.sync",
         }
     }
 }
@@ -67,15 +79,17 @@ pub struct Row {
     pub endpoint: Endpoint,
 }
 
-/// Every admin endpoint. After the Registry sync is merged, these rows join it:
-/// `GET /config/versions`, `POST /config/versions/{id}/activate`, `POST /config/rollback`,
-/// `POST /sync`.
+/// Every admin endpoint.
 #[rustfmt::skip]
 pub const ROUTES: &[Row] = &[
     Row { method: "GET", path: "/health", endpoint: Endpoint::Health },
     Row { method: "GET", path: "/openapi.json", endpoint: Endpoint::OpenApi },
     Row { method: "GET", path: "/config", endpoint: Endpoint::Config },
     Row { method: "POST", path: "/config/validate", endpoint: Endpoint::ValidateConfig },
+    Row { method: "GET", path: "/config/versions", endpoint: Endpoint::Versions },
+    Row { method: "POST", path: "/config/versions/{id}/activate", endpoint: Endpoint::ActivateVersion },
+    Row { method: "POST", path: "/config/rollback", endpoint: Endpoint::Rollback },
+    Row { method: "POST", path: "/sync", endpoint: Endpoint::Sync },
     Row { method: "GET", path: "/routes", endpoint: Endpoint::Routes },
     Row { method: "POST", path: "/routes/{api}/{route}/disable", endpoint: Endpoint::DisableRoute },
     Row { method: "POST", path: "/routes/{api}/{route}/enable", endpoint: Endpoint::EnableRoute },

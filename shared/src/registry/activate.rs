@@ -5,7 +5,7 @@ use super::history::{History, Source};
 use super::status::SyncStatus;
 use super::{check, RegistryError};
 use crate::access_log::event_line;
-use crate::config_store::{version_key, POINTER_KEY};
+use crate::config_store::{version_key, ConfigStore, POINTER_KEY};
 use crate::platform::{ClientCertificates, Clock, Kv, Log};
 use serde::Serialize;
 use serde_json::json;
@@ -26,14 +26,20 @@ pub struct Activation {
 
 /// Activates stored version `id` (admin API: activate; [`rollback`]). Only versions in the
 /// history can be activated, and only after their config compiles for this platform and
-/// their snapshot's shards (if any) join and decode. Writes the history, then the pointer
+/// their snapshot's shards (if any) join and decode, by `rules` (the isolate's config store:
+/// [`ConfigStore::compile`]). Writes the history, then the pointer
 /// (one write activates config and snapshot). Logs `registry_activated`. The calling
 /// isolate should refresh its config store right after; other isolates follow within their
 /// refresh interval (KV propagation: up to 60 s elsewhere).
 ///
 /// Errors: `version_unknown` (not in the history), `version_missing` (its document is gone),
 /// `config_invalid`, `snapshot_invalid`, `store_failed`.
-pub async fn activate<P>(p: &P, id: &str, source: Source) -> Result<Activation, RegistryError>
+pub async fn activate<P>(
+    p: &P,
+    rules: &ConfigStore,
+    id: &str,
+    source: Source,
+) -> Result<Activation, RegistryError>
 where
     P: Kv + Clock + Log + ClientCertificates,
 {
@@ -55,7 +61,9 @@ where
         .ok_or_else(|| {
             RegistryError::new("version_missing", format!("{key} is not in the store"))
         })?;
-    let manifest = check::compile(p, id, &text)?.snapshot_manifest().cloned();
+    let manifest = check::compile(p, rules, id, &text)?
+        .snapshot_manifest()
+        .cloned();
     if let Some(m) = &manifest {
         let shards = check::read_shards(p, m).await?;
         check::snapshot(Some(m), &shards)?;
@@ -94,7 +102,7 @@ where
 /// (its answer stays 304).
 ///
 /// Errors: `no_previous_version`, and those of [`activate`].
-pub async fn rollback<P>(p: &P) -> Result<Activation, RegistryError>
+pub async fn rollback<P>(p: &P, rules: &ConfigStore) -> Result<Activation, RegistryError>
 where
     P: Kv + Clock + Log + ClientCertificates,
 {
@@ -110,7 +118,7 @@ where
         .ok_or_else(|| {
             RegistryError::new("no_previous_version", "the history has no other version")
         })?;
-    activate(p, &target, Source::Rollback).await
+    activate(p, rules, &target, Source::Rollback).await
 }
 
 /// The version history, newest activation first (admin API).

@@ -2,22 +2,24 @@
 //! isolates' config store will compile it, and its snapshot joins and decodes.
 
 use super::RegistryError;
-use crate::config::{compile_for, Capabilities, CompiledConfig};
+use crate::config::CompiledConfig;
+use crate::config_store::ConfigStore;
 use crate::platform::{ClientCertificates, Kv};
 use crate::snapshot::{decode, join, ShardManifest, SHARD_PREFIX};
 
-/// Compiles `text` as version `id` for this platform (the config store's `compile_for`).
+/// Compiles `text` as version `id` exactly as the isolates' config stores will
+/// ([`ConfigStore::compile`]: platform capabilities, the admin API's reserved paths).
 ///
 /// Errors: `config_invalid` with every error.
 pub(super) fn compile<P: ClientCertificates>(
     p: &P,
+    rules: &ConfigStore,
     id: &str,
     text: &str,
 ) -> Result<CompiledConfig, RegistryError> {
-    let caps = Capabilities {
-        client_certificates: p.supports_client_certificates(),
-    };
-    compile_for(text, id, caps).map_err(|e| RegistryError::config(id, e))
+    rules
+        .compile(p, text, id)
+        .map_err(|e| RegistryError::config(id, e))
 }
 
 /// Checks that `shards` are the snapshot `manifest` names (count, length, SHA-256) and that

@@ -10,6 +10,10 @@
 //! | [`history`] | admin API | the stored versions, newest activation first |
 //! | [`status`] | admin API, health | the last sync's result, ETag, failures, backoff |
 //!
+//! The isolate runs them through [`crate::pipeline::Gateway`]'s `sync_registry`,
+//! `activate_version` and `rollback_version`, which apply its compile rules and serve the new
+//! version in that isolate at once.
+//!
 //! KV keys (besides the config store's `config:active` / `config:version:<id>` and the
 //! snapshot shards `snapshot:<sha256>:<i>`): [`HISTORY_KEY`] ([`History`]) and [`STATUS_KEY`]
 //! ([`SyncStatus`]). Every result and error is serde-serialisable for the admin API; errors
@@ -24,6 +28,7 @@ mod activate;
 mod check;
 mod error;
 mod history;
+mod isolate;
 mod settings;
 mod status;
 mod sync;

@@ -5,7 +5,7 @@ use super::status::{SyncResult, SyncStatus};
 use super::{check, RegistryError, RegistrySettings, MAX_BUNDLE_BYTES};
 use crate::access_log::event_line;
 use crate::bundle;
-use crate::config_store::{version_key, POINTER_KEY};
+use crate::config_store::{version_key, ConfigStore, POINTER_KEY};
 use crate::platform::{ClientCertificates, Clock, Crypto, Http, HttpRequest, Kv, Log};
 use crate::snapshot::{ShardManifest, MANIFEST_KEY, SHARD_PREFIX};
 use serde::Serialize;
@@ -48,6 +48,9 @@ pub enum SyncOutcome {
 /// Runs one Registry sync. Called by the cron (`force` false: a pending backoff skips it) and
 /// by the admin API's "sync now" (`force` true: ignores the backoff).
 ///
+/// `rules` is the isolate's config store: the bundle's config must pass its
+/// [`ConfigStore::compile`], as every isolate will compile it.
+///
 /// Steps: `GET settings.url` with `Authorization: Bearer` and `If-None-Match` (the last ETag);
 /// 304 → [`SyncOutcome::NotModified`]. Otherwise the bundle is decoded, its signature verified
 /// with the configured keys, its config compiled exactly as the isolates will compile it, its
@@ -65,6 +68,7 @@ pub enum SyncOutcome {
 /// next unforced attempt waits for the backoff (`settings.backoff_ms`, doubling).
 pub async fn sync<P>(
     p: &P,
+    rules: &ConfigStore,
     settings: &RegistrySettings,
     force: bool,
 ) -> Result<SyncOutcome, RegistryError>
@@ -95,7 +99,7 @@ where
             next_attempt_ms: next,
         });
     }
-    let result = attempt(p, settings, &status).await;
+    let result = attempt(p, rules, settings, &status).await;
     let now = p.now_ms();
     match &result {
         Ok((outcome, etag)) => {
@@ -145,6 +149,7 @@ where
 /// Fetch, check, store, activate. Returns the outcome and the answer's ETag.
 async fn attempt<P>(
     p: &P,
+    rules: &ConfigStore,
     settings: &RegistrySettings,
     status: &SyncStatus,
 ) -> Result<(SyncOutcome, Option<String>), RegistryError>
@@ -191,7 +196,7 @@ where
     if current.as_deref() == Some(id.as_str()) {
         return Ok((SyncOutcome::Unchanged { version: id }, etag));
     }
-    let manifest = check::compile(p, &id, decoded.config)?
+    let manifest = check::compile(p, rules, &id, decoded.config)?
         .snapshot_manifest()
         .cloned();
     check::snapshot(manifest.as_ref(), &decoded.shards)?;
