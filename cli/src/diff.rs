@@ -314,8 +314,8 @@ fn compare(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> Section 
     s
 }
 
-/// The leaf differences of two values: objects are compared member by member, anything else
-/// (arrays included) as a whole.
+/// The leaf differences of two values: objects member by member, lists of the same named items
+/// item by item ([`same_items`]), anything else as a whole.
 fn fields(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldChange>) {
     match (a, b) {
         (Value::Object(ao), Value::Object(bo)) => {
@@ -337,6 +337,13 @@ fn fields(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldChange>) {
                 }
             }
         }
+        (Value::Array(aa), Value::Array(ba)) if same_items(aa, ba) => {
+            for (i, (x, y)) in aa.iter().zip(ba).enumerate() {
+                if x != y {
+                    fields(&format!("{path}[{i}]"), x, y, out);
+                }
+            }
+        }
         _ if a != b => out.push(FieldChange {
             path: if path.is_empty() {
                 "(value)".into()
@@ -348,6 +355,16 @@ fn fields(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldChange>) {
         }),
         _ => {}
     }
+}
+
+/// Whether two lists hold the same items in the same places (same length, and each pair has
+/// the same `name` or `url`): then they are compared item by item; otherwise as a whole.
+fn same_items(a: &[Value], b: &[Value]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            let id = |v: &Value| v.get("name").or_else(|| v.get("url")).cloned();
+            id(x).is_some() && id(x) == id(y)
+        })
 }
 
 /// A member, treating `null` as absent.

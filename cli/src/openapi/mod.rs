@@ -421,10 +421,10 @@ pub fn convert(spec: &Value, opts: &Options) -> Result<Import, CliError> {
         opts.backends.iter().map(|u| json!({ "url": u })).collect()
     };
     if root_instances.is_empty() {
-        return Err(refused(
-            "no usable server URL in `servers` (absolute http(s) URLs): pass --backend <URL>"
-                .into(),
-        ));
+        return Err(refused(format!(
+            "no usable server URL in `servers` (absolute http(s) URLs): pass --backend <URL>\n{}",
+            warnings.render().trim_end()
+        )));
     }
     pools.insert(name.clone(), json!({ "instances": root_instances }));
     let mut extra_pools: BTreeMap<String, String> = BTreeMap::new(); // instances JSON → pool
@@ -566,11 +566,12 @@ pub fn convert(spec: &Value, opts: &Options) -> Result<Import, CliError> {
     }
     if let Some(hooks) = spec.get("webhooks").and_then(Value::as_object) {
         if !hooks.is_empty() {
+            let names: Vec<&str> = hooks.keys().map(String::as_str).collect();
             warnings.push(
                 "#/webhooks",
                 format!(
-                    "{} webhooks are not mapped (requests from the API, not to it)",
-                    hooks.len()
+                    "not mapped (requests from the API, not to it): {}",
+                    names.join(", ")
                 ),
             );
         }

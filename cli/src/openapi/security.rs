@@ -209,7 +209,17 @@ fn jwt(
             spec.insert("discovery_url".into(), json!(discovery));
         }
         (issuer, _, discovery) => {
-            let host = format!("https://{provider}.issuer.invalid");
+            let label: String = provider
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            let host = format!("https://{}.issuer.invalid", label.trim_matches('-'));
             let why = match (issuer.is_some(), discovery.is_some()) {
                 (false, true) => "the issuer cannot be told from the discovery URL: set `x-edgegate-issuer`",
                 (true, false) => "no key source: set `x-edgegate-jwks-uri` or `x-edgegate-discovery-url`",
