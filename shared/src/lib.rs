@@ -17,6 +17,7 @@ pub mod auth;
 pub mod authz;
 pub mod balancer;
 pub mod bounded;
+pub mod bundle;
 pub mod config;
 pub mod config_store;
 pub mod headers;
