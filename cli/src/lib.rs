@@ -10,6 +10,12 @@
 //!   ([`snapshot_build`]): the Registry snapshot's KV values (shards and manifest).
 //! - `import-openapi <spec.json|.yaml> [--out config.json]` ([`openapi`]): an OpenAPI 3.0/3.1
 //!   document as an edgegate config; warnings on stderr for what it cannot map.
+//! - `bundle --config c.json [--snapshot s.json | --snapshot-dir d] --label L --out x.egb`
+//!   ([`mod@bundle`]): config + snapshot → a Registry bundle.
+//! - `keygen --out name` ([`keys`]), `sign x.egb --key name.key` ([`sign`]), `verify x.egb
+//!   --public-key name.pub` ([`verify`]): Ed25519 signing keys, signatures, the full check.
+//! - `push x.egb (--local [--persist-to DIR] | --remote)` ([`push`]): store and activate a
+//!   bundle's version in the config KV through `wrangler kv`.
 //!
 //! Exit codes: [`EXIT_OK`]; [`EXIT_FAILURE`] (1) when a file cannot be read or written or an
 //! external command fails; [`EXIT_INVALID`] (2) for a bad command line or an invalid input
@@ -19,13 +25,18 @@
 //! [`run`] is the whole program over argument and output streams, so tests drive it without a
 //! process; [`run_with`] also takes the process environment it would otherwise read ([`Env`]).
 
+pub mod bundle;
 pub mod diff;
 pub mod error;
+pub mod keys;
 pub mod openapi;
 pub mod progress;
+pub mod push;
+pub mod sign;
 pub mod snapshot_build;
 pub mod snapshot_csv;
 pub mod validate;
+pub mod verify;
 
 pub use error::{CliError, EXIT_DIFFERENT, EXIT_FAILURE, EXIT_INVALID, EXIT_OK};
 pub use snapshot_build::{
@@ -45,6 +56,15 @@ Commands in full:
   edgegate snapshot build <snapshot.json|.csv> --out <dir> [--shard-bytes N]
                           [--credentials creds.csv --snapshot-version V]
   edgegate import-openapi <spec.yaml|.json> [--out config.json]
+  edgegate bundle --config c.json [--snapshot s.json|s.csv | --snapshot-dir d] --label L --out x.egb
+  edgegate keygen --out name                       (name.key: private JWK, name.pub: public)
+  edgegate sign x.egb --key name.key
+  edgegate verify x.egb [--public-key name.pub|ed25519:...]... [--allow-unsigned]
+  edgegate push x.egb (--local [--persist-to DIR] | --remote) [--binding EDGEGATE_CONFIG]
+                      [--wrangler CMD] [--public-key ...] [--allow-unsigned] [--keep N]
+
+Environment: EDGEGATE_REGISTRY_KEYS (verify/push keys when no --public-key is given),
+EDGEGATE_WRANGLER (the wrangler command for push).
 
 Exit codes: 0 ok, 1 I/O or external command failed, 2 invalid command line or input
 (nothing written), 3 `diff --exit-code` found differences.";
@@ -75,6 +95,16 @@ pub enum Command {
     Snapshot(SnapshotCommand),
     /// Turn an OpenAPI 3.0/3.1 document (JSON or YAML) into an edgegate config.
     ImportOpenapi(openapi::ImportArgs),
+    /// Build a Registry bundle: a config and its subscription snapshot (unsigned).
+    Bundle(bundle::BundleArgs),
+    /// Make an Ed25519 signing key pair.
+    Keygen(keys::KeygenArgs),
+    /// Sign a bundle.
+    Sign(sign::SignArgs),
+    /// Check a bundle as the gateway's sync does: signatures, snapshot, config.
+    Verify(verify::VerifyArgs),
+    /// Store a bundle's version in the config KV and activate it (wrangler kv).
+    Push(push::PushArgs),
 }
 
 /// `snapshot` subcommands.
@@ -113,6 +143,12 @@ impl Outcome {
 pub struct Env {
     /// Draw progress bars on stderr (set when stderr is a terminal).
     pub progress: bool,
+    /// `$EDGEGATE_REGISTRY_KEYS`: trusted public keys, comma-separated.
+    pub registry_keys: Option<String>,
+    /// `$EDGEGATE_WRANGLER`: the wrangler command.
+    pub wrangler: Option<String>,
+    /// The current time (unix ms): bundles' creation, activations.
+    pub now_ms: u64,
 }
 
 impl Env {
@@ -120,6 +156,11 @@ impl Env {
     pub fn from_process() -> Env {
         Env {
             progress: std::io::stderr().is_terminal(),
+            registry_keys: std::env::var("EDGEGATE_REGISTRY_KEYS").ok(),
+            wrangler: std::env::var("EDGEGATE_WRANGLER").ok(),
+            now_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         }
     }
 }
@@ -197,5 +238,15 @@ pub fn execute(command: Command, env: &Env) -> Result<Outcome, CliError> {
                 .map(|report| Outcome::stdout(report.summary(&opts.out_dir)))
         }
         Command::ImportOpenapi(args) => openapi::run(&args),
+        Command::Bundle(args) => bundle::run(&args, env.now_ms, env.progress),
+        Command::Keygen(args) => keys::keygen(&args),
+        Command::Sign(args) => sign::run(&args),
+        Command::Verify(args) => verify::run(&args, env.registry_keys.as_deref()),
+        Command::Push(args) => push::run(
+            &args,
+            env.registry_keys.as_deref(),
+            env.wrangler.as_deref(),
+            env.now_ms,
+        ),
     }
 }
