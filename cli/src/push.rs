@@ -196,7 +196,11 @@ impl Wrangler {
             target.push("--config".into());
             target.push(cfg.clone().into());
         }
-        let scratch = std::env::temp_dir().join(format!("edgegate-push-{}", std::process::id()));
+        // Unique per instance: several pushes may run in one process (tests).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch =
+            std::env::temp_dir().join(format!("edgegate-push-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&scratch).map_err(CliError::io(&scratch, "creating"))?;
         Ok(Wrangler {
             command,
@@ -223,6 +227,8 @@ impl Wrangler {
             .args(args)
             .args(&self.target)
             .env("WRANGLER_SEND_METRICS", "false")
+            .env("NO_COLOR", "1")
+            .env("FORCE_COLOR", "0")
             .output()
             .map_err(|e| CliError::External(format!("cannot run `{}`: {e}", self.command.join(" "))))?;
         if !out.status.success() {
