@@ -57,7 +57,9 @@ pub fn read_snapshot_dir(dir: &Path) -> Result<Vec<u8>, CliError> {
     let manifest: ShardManifest = serde_json::from_str(&read_text(&dir.join(MANIFEST_FILE))?)
         .map_err(|e| refused(format!("{MANIFEST_FILE}: {e}")))?;
     if !dir.join(KV_LIST_FILE).is_file() {
-        return Err(refused(format!("no {KV_LIST_FILE}: not a `snapshot build` output")));
+        return Err(refused(format!(
+            "no {KV_LIST_FILE}: not a `snapshot build` output"
+        )));
     }
     let mut shards = Vec::new();
     for i in 0..manifest.shards {
@@ -97,8 +99,8 @@ pub fn compile(text: &str, platform: Platform) -> Result<CompiledConfig, ConfigE
 ///
 /// Errors: the field is not a manifest.
 pub fn config_manifest(text: &str) -> Result<Option<ShardManifest>, CliError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| CliError::invalid("$", format!("not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| CliError::invalid("$", format!("not valid JSON: {e}")))?;
     match value.get("snapshot") {
         None | Some(Value::Null) => Ok(None),
         Some(m) => serde_json::from_value(m.clone())
@@ -164,8 +166,13 @@ pub fn check<'a>(
     platform: Platform,
 ) -> Result<Checked<'a>, CliError> {
     let decoded = bundle::decode(bytes).map_err(|e| CliError::Refused(e.to_string()))?;
-    let verified = now(bundle::verify(&NativeCrypto, &decoded, keys, allow_unsigned))?
-        .map_err(|e| CliError::Refused(format!("{} ({})", e, e.code())))?;
+    let verified = now(bundle::verify(
+        &NativeCrypto,
+        &decoded,
+        keys,
+        allow_unsigned,
+    ))?
+    .map_err(|e| CliError::Refused(format!("{} ({})", e, e.code())))?;
     let manifest = config_manifest(decoded.config)?;
     let subscriptions = match &manifest {
         None if decoded.shards.is_empty() => None,

@@ -131,7 +131,10 @@ pub fn read_public_key(arg: &str) -> Result<PublicKeyEntry, CliError> {
 /// `EDGEGATE_REGISTRY_KEYS`).
 ///
 /// Errors: as [`read_public_key`].
-pub fn public_keys(args: &[String], env_list: Option<&str>) -> Result<Vec<PublicKeyEntry>, CliError> {
+pub fn public_keys(
+    args: &[String],
+    env_list: Option<&str>,
+) -> Result<Vec<PublicKeyEntry>, CliError> {
     if !args.is_empty() {
         return args.iter().map(|a| read_public_key(a)).collect();
     }
@@ -217,7 +220,9 @@ impl Crypto for NativeCrypto {
         seed: &[u8; 32],
         message: &[u8],
     ) -> Result<Vec<u8>, PlatformError> {
-        Ok(edgegate_core::auth::soft_crypto::sign_ed25519(seed, message))
+        Ok(edgegate_core::auth::soft_crypto::sign_ed25519(
+            seed, message,
+        ))
     }
 }
 

@@ -230,7 +230,9 @@ impl Wrangler {
             .env("NO_COLOR", "1")
             .env("FORCE_COLOR", "0")
             .output()
-            .map_err(|e| CliError::External(format!("cannot run `{}`: {e}", self.command.join(" "))))?;
+            .map_err(|e| {
+                CliError::External(format!("cannot run `{}`: {e}", self.command.join(" ")))
+            })?;
         if !out.status.success() {
             return Err(CliError::External(format!(
                 "`wrangler kv {}` failed ({}): {}",
@@ -281,17 +283,29 @@ impl KvStore for Wrangler {
             .iter()
             .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
             .collect();
-        let file = self.scratch_file("bulk.json", serde_json::Value::Array(list).to_string().as_bytes())?;
-        self.run(&["bulk".into(), "put".into(), file.into()]).map(drop)
+        let file = self.scratch_file(
+            "bulk.json",
+            serde_json::Value::Array(list).to_string().as_bytes(),
+        )?;
+        self.run(&["bulk".into(), "put".into(), file.into()])
+            .map(drop)
     }
 
     fn delete_many(&mut self, keys: &[String]) -> Result<(), CliError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let file = self.scratch_file("delete.json", serde_json::json!(keys).to_string().as_bytes())?;
-        self.run(&["bulk".into(), "delete".into(), file.into(), "--force".into()])
-            .map(drop)
+        let file = self.scratch_file(
+            "delete.json",
+            serde_json::json!(keys).to_string().as_bytes(),
+        )?;
+        self.run(&[
+            "bulk".into(),
+            "delete".into(),
+            file.into(),
+            "--force".into(),
+        ])
+        .map(drop)
     }
 }
 
@@ -332,7 +346,9 @@ pub fn store(
     let mut history = match kv.get_text(HISTORY_KEY)? {
         None => History::default(),
         Some(text) => serde_json::from_str(&text).map_err(|e| {
-            CliError::Refused(format!("{HISTORY_KEY} in the store does not parse ({e}); not changed"))
+            CliError::Refused(format!(
+                "{HISTORY_KEY} in the store does not parse ({e}); not changed"
+            ))
         })?,
     };
     history.activated(
@@ -394,7 +410,12 @@ pub fn run(
     let keys = public_keys(&args.verify.public_keys, env_keys)?;
     let path: &Path = &args.verify.bundle;
     let bytes = std::fs::read(path).map_err(CliError::io(path, "reading"))?;
-    let checked = bundle::check(&bytes, &keys, args.verify.allow_unsigned, args.verify.platform)?;
+    let checked = bundle::check(
+        &bytes,
+        &keys,
+        args.verify.allow_unsigned,
+        args.verify.platform,
+    )?;
     let mut kv = Wrangler::new(args, wrangler_env)?;
     let pushed = store(&mut kv, &checked, usize::from(args.keep), now_ms)?;
     let mut text = format!(

@@ -270,9 +270,12 @@ impl Lines {
         };
         let column = field.trim_start_matches('.');
         let column = match (table, column) {
-            ("subscriptions" | "credentials", "") => String::new(),
-            ("subscriptions", c) | ("credentials", c) => format!(":{c}"),
-            (t, "id") => format!(":{}", &t[..t.len() - 1]),
+            (_, "") => String::new(),
+            ("subscriptions", "id") => ":subscription_id".into(),
+            ("subscriptions" | "credentials", c) => format!(":{c}"),
+            ("consumers", "id") => ":consumer_id".into(),
+            ("applications", "id") => ":application_id".into(),
+            ("plans", "id") => ":plan_id".into(),
             (_, c) => format!(" ({table} {c})"),
         };
         ConfigError::new(format!("{file}:{line}{column}"), e.message)
@@ -364,7 +367,13 @@ fn rows(
             }
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                cx.errors.push(ConfigError::new(at(line), e.to_string()));
+                let message = match e.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => format!("{len} fields; the header has {expected_len}"),
+                    _ => e.to_string(),
+                };
+                cx.errors.push(ConfigError::new(at(line), message));
                 // A malformed row does not stop the others from being checked; an I/O-level
                 // error would repeat forever.
                 if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) {
@@ -375,6 +384,14 @@ fn rows(
     }
     progress(input.text.len() as u64);
     out
+}
+
+/// Whether `column` is required (in either file's table).
+fn required(column: &str) -> bool {
+    SUBSCRIPTION_COLUMNS
+        .iter()
+        .chain(CREDENTIAL_COLUMNS)
+        .any(|(c, req)| *c == column && *req)
 }
 
 /// A row being read: each accessor records its own problems.
@@ -406,22 +423,23 @@ impl RowCx<'_, '_> {
         }
     }
 
-    /// A space-separated list (empty cell: empty list).
-    fn list(&self, column: &str) -> Vec<String> {
-        self.opt(column)
+    /// A space-separated list (empty cell: empty list; an error for a required column).
+    fn list(&mut self, column: &str) -> Vec<String> {
+        let items: Vec<String> = self
+            .opt(column)
             .map(|v| v.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if items.is_empty() && required(column) {
+            self.err(column, "empty".into());
+        }
+        items
     }
 
     /// A value parsed as the JSON string (enums) or JSON number/bool it spells; None when the
     /// cell is empty (a required column's emptiness is reported) or bad (reported).
     fn parsed<T: DeserializeOwned>(&mut self, column: &str) -> Option<T> {
-        let required = SUBSCRIPTION_COLUMNS
-            .iter()
-            .chain(CREDENTIAL_COLUMNS)
-            .any(|(c, req)| *c == column && *req);
         let Some(v) = self.opt(column).map(str::to_string) else {
-            if required {
+            if required(column) {
                 self.err(column, "empty".into());
             }
             return None;

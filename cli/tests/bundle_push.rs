@@ -70,7 +70,10 @@ fn keygen(s: &Scratch, name: &str) -> (String, String) {
     let (code, out, err) = cli(&["keygen", "--out", &s.path(name)]);
     assert_eq!(code, EXIT_OK, "{err}");
     assert!(out.contains("ed25519:"), "{out}");
-    (s.path(&format!("{name}.key")), s.path(&format!("{name}.pub")))
+    (
+        s.path(&format!("{name}.key")),
+        s.path(&format!("{name}.pub")),
+    )
 }
 
 /// A bundle of the demo config and a generated snapshot of `subs` subscriptions.
@@ -81,8 +84,17 @@ fn make_bundle(s: &Scratch, name: &str, subs: usize, shard_bytes: &str) -> Strin
     );
     let out = s.path(&format!("{name}.egb"));
     let (code, stdout, err) = cli(&[
-        "bundle", "--config", CONFIG, "--snapshot", &snap, "--label", name, "--out", &out,
-        "--shard-bytes", shard_bytes,
+        "bundle",
+        "--config",
+        CONFIG,
+        "--snapshot",
+        &snap,
+        "--label",
+        name,
+        "--out",
+        &out,
+        "--shard-bytes",
+        shard_bytes,
     ]);
     assert_eq!(code, EXIT_OK, "{err}");
     assert!(stdout.contains("unsigned"), "{stdout}");
@@ -102,7 +114,10 @@ fn keygen_writes_a_private_jwk_0600_and_the_public_key_text() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&private).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&private)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
     // Never overwrites a key.
@@ -196,15 +211,20 @@ fn bundle_refuses_an_invalid_config_and_takes_csv_or_a_built_snapshot_dir() {
     let s = Scratch::new("inputs");
     let out = s.path("x.egb");
     let bad = "tests/golden/validate/invalid-many.json";
-    let (code, _, err) = cli(&[
-        "bundle", "--config", bad, "--label", "x", "--out", &out,
-    ]);
+    let (code, _, err) = cli(&["bundle", "--config", bad, "--label", "x", "--out", &out]);
     assert_eq!(code, EXIT_INVALID);
     assert!(err.lines().all(|l| l.starts_with("$.")), "{err}");
     assert!(!Path::new(&out).exists(), "nothing written");
     let (code, _, err) = cli(&[
-        "bundle", "--config", "tests/golden/validate/mtls-workers.json", "--label", "x", "--out",
-        &out, "--platform", "spin",
+        "bundle",
+        "--config",
+        "tests/golden/validate/mtls-workers.json",
+        "--label",
+        "x",
+        "--out",
+        &out,
+        "--platform",
+        "spin",
     ]);
     assert_eq!(code, EXIT_INVALID, "{err}");
     assert!(!Path::new(&out).exists(), "nothing written");
@@ -224,23 +244,49 @@ fn bundle_refuses_an_invalid_config_and_takes_csv_or_a_built_snapshot_dir() {
          s1,web,acme,users,*,production,gold,active\n",
     );
     let (code, _, err) = cli(&[
-        "bundle", "--config", CONFIG, "--snapshot", &csv, "--snapshot-version", "7", "--label",
-        "csv", "--out", &out,
+        "bundle",
+        "--config",
+        CONFIG,
+        "--snapshot",
+        &csv,
+        "--snapshot-version",
+        "7",
+        "--label",
+        "csv",
+        "--out",
+        &out,
     ]);
     assert_eq!(code, EXIT_OK, "{err}");
     let from_csv = std::fs::read(&out).expect("bundle");
     let dir = s.path("built");
     let (code, _, err) = cli(&[
-        "snapshot", "build", &csv, "--snapshot-version", "7", "--out", &dir,
+        "snapshot",
+        "build",
+        &csv,
+        "--snapshot-version",
+        "7",
+        "--out",
+        &dir,
     ]);
     assert_eq!(code, EXIT_OK, "{err}");
     let out2 = s.path("y.egb");
     let (code, _, err) = cli(&[
-        "bundle", "--config", CONFIG, "--snapshot-dir", &dir, "--label", "csv", "--out", &out2,
+        "bundle",
+        "--config",
+        CONFIG,
+        "--snapshot-dir",
+        &dir,
+        "--label",
+        "csv",
+        "--out",
+        &out2,
     ]);
     assert_eq!(code, EXIT_OK, "{err}");
     let from_dir = std::fs::read(&out2).expect("bundle");
-    assert_eq!(from_csv, from_dir, "same inputs, same bundle, same version id");
+    assert_eq!(
+        from_csv, from_dir,
+        "same inputs, same bundle, same version id"
+    );
 }
 
 /// A KV store that records every write in order.
@@ -318,7 +364,9 @@ fn push_writes_shards_then_the_version_then_history_and_the_pointer_last() {
             // Keep 2: the first version and its shards went, after the pointer write.
             assert_eq!(pushed.dropped, [ids[0].clone()]);
             assert!(kv.writes[n + 3..].iter().all(|w| w.starts_with("delete ")));
-            assert!(!kv.values.contains_key(&format!("config:version:{}", ids[0])));
+            assert!(!kv
+                .values
+                .contains_key(&format!("config:version:{}", ids[0])));
             assert!(!kv
                 .values
                 .contains_key(&manifests[0].shard_key(SHARD_PREFIX, 0)));
@@ -327,8 +375,7 @@ fn push_writes_shards_then_the_version_then_history_and_the_pointer_last() {
                 .contains_key(&manifests[1].shard_key(SHARD_PREFIX, 0)));
         }
     }
-    let history: History =
-        serde_json::from_slice(&kv.values[HISTORY_KEY]).expect("history JSON");
+    let history: History = serde_json::from_slice(&kv.values[HISTORY_KEY]).expect("history JSON");
     let listed: Vec<&str> = history.entries.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()]);
     assert!(history.entries.iter().all(|e| e.source == Source::Push));
@@ -372,7 +419,13 @@ fn push_refuses_a_bundle_that_does_not_verify_before_touching_the_store() {
     // Unsigned without --allow-unsigned: refused before wrangler runs (a wrangler that cannot
     // start would be exit 1).
     let (code, _, err) = cli(&[
-        "push", &egb, "--local", "--persist-to", &state, "--wrangler", "/nonexistent/wrangler",
+        "push",
+        &egb,
+        "--local",
+        "--persist-to",
+        &state,
+        "--wrangler",
+        "/nonexistent/wrangler",
     ]);
     assert_eq!(code, EXIT_INVALID, "{err}");
     assert!(err.contains("bundle_unsigned"), "{err}");
@@ -381,7 +434,12 @@ fn push_refuses_a_bundle_that_does_not_verify_before_touching_the_store() {
     assert_eq!(code, EXIT_INVALID);
     // A wrangler that cannot run: exit 1, with the command named.
     let (code, _, err) = cli(&[
-        "push", &egb, "--local", "--allow-unsigned", "--wrangler", "/nonexistent/wrangler",
+        "push",
+        &egb,
+        "--local",
+        "--allow-unsigned",
+        "--wrangler",
+        "/nonexistent/wrangler",
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("/nonexistent/wrangler"), "{err}");
@@ -405,7 +463,15 @@ fn wrangler() -> String {
 fn kv_get(state: &str, key: &str) -> Vec<u8> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = std::process::Command::new(wrangler())
-        .args(["kv", "key", "get", key, "--binding", "EDGEGATE_CONFIG", "--local"])
+        .args([
+            "kv",
+            "key",
+            "get",
+            key,
+            "--binding",
+            "EDGEGATE_CONFIG",
+            "--local",
+        ])
         .args(["--persist-to", state])
         .arg("--config")
         .arg(root.join("wrangler.toml"))
@@ -429,8 +495,19 @@ fn push_into_the_real_local_wrangler_kv_reads_back() {
         let egb = make_bundle(&s, name, 40, "2048");
         assert_eq!(cli(&["sign", &egb, "--key", &key]).0, EXIT_OK);
         let (code, out, err) = cli(&[
-            "push", &egb, "--local", "--persist-to", &state, "--public-key", &public,
-            "--wrangler", &w, "--wrangler-config", config, "--keep", "1",
+            "push",
+            &egb,
+            "--local",
+            "--persist-to",
+            &state,
+            "--public-key",
+            &public,
+            "--wrangler",
+            &w,
+            "--wrangler-config",
+            config,
+            "--keep",
+            "1",
         ]);
         assert_eq!(code, EXIT_OK, "{err}");
         assert!(out.contains("pushed and activated"), "{out}");
@@ -452,8 +529,7 @@ fn push_into_the_real_local_wrangler_kv_reads_back() {
         .collect();
     let joined = snapshot::join(&manifest, &shards).expect("the shards read back byte for byte");
     assert!(snapshot::decode(&joined).is_ok());
-    let history: History =
-        serde_json::from_slice(&kv_get(&state, HISTORY_KEY)).expect("history");
+    let history: History = serde_json::from_slice(&kv_get(&state, HISTORY_KEY)).expect("history");
     assert_eq!(history.entries.len(), 1, "--keep 1");
     assert_eq!(history.entries[0].id, id);
     let signer = SigningKey::from_jwk(&std::fs::read_to_string(&key).expect("key")).expect("jwk");
