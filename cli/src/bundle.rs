@@ -220,7 +220,9 @@ pub fn run(args: &BundleArgs, now_ms: u64, progress: bool) -> Result<Outcome, Cl
                 credentials: args.credentials.clone(),
                 snapshot_version: args.snapshot_version.clone(),
             };
-            let doc = snapshot_build::load(&source, progress)?;
+            let show = progress
+                && snapshot_build::input_size(&source)? >= crate::progress::LARGE_INPUT_BYTES;
+            let doc = snapshot_build::load(&source, show)?;
             Some(snapshot_build::encode_checked(&doc)?)
         }
         (None, Some(dir)) => Some(read_snapshot_dir(dir)?),

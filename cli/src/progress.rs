@@ -32,17 +32,23 @@ impl Progress {
         Progress { bar: Some(bar) }
     }
 
-    /// A no-op bar.
-    pub fn none() -> Progress {
-        Progress { bar: None }
-    }
-
     /// Starts the next step: a new message and length, position 0.
     pub fn step(&self, message: &'static str, len: u64) {
         if let Some(bar) = &self.bar {
             bar.set_message(message);
             bar.set_length(len);
             bar.set_position(0);
+        }
+    }
+
+    /// Switches to a spinner for a step of unknown length (checking, encoding).
+    pub fn spin(&self, message: &'static str) {
+        if let Some(bar) = &self.bar {
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+                bar.set_style(style);
+            }
+            bar.set_message(message);
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
         }
     }
 

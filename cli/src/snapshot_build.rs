@@ -8,7 +8,7 @@
 
 use crate::error::CliError;
 use crate::progress::{Progress, LARGE_INPUT_BYTES};
-use crate::snapshot_csv::{self, CsvInput};
+use crate::snapshot_csv::{self, CsvInput, CsvProgress};
 use edgegate_core::snapshot::{
     self, ShardManifest, SnapshotDoc, KV_VALUE_LIMIT, MANIFEST_KEY, SHARD_PREFIX,
 };
@@ -140,20 +140,11 @@ fn utf8(raw: Vec<u8>, file: &Path) -> Result<String, CliError> {
         .map_err(|e| CliError::invalid("$", format!("{}: not UTF-8 text: {e}", file.display())))
 }
 
-/// Reads and checks a snapshot input (JSON or CSV). `progress_enabled`: draw a bar when the
-/// input is large (the caller knows whether stderr is a terminal).
+/// The size of a snapshot input (with its credentials file), to decide on a progress bar.
 ///
-/// Errors: [`CliError::Io`]; [`CliError::Invalid`] (not UTF-8, not JSON/CSV, or the
-/// snapshot's rules); [`CliError::Usage`] for CSV without `--snapshot-version` or
-/// `--credentials`/`--snapshot-version` with JSON.
-pub fn load(source: &SnapshotInput, progress_enabled: bool) -> Result<SnapshotDoc, CliError> {
+/// Errors: [`CliError::Io`] when the input cannot be read.
+pub fn input_size(source: &SnapshotInput) -> Result<u64, CliError> {
     let path = &source.input;
-    let format = source
-        .format
-        .unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("csv") => InputFormat::Csv,
-            _ => InputFormat::Json,
-        });
     let size = std::fs::metadata(path)
         .map_err(CliError::io(path, "reading"))?
         .len();
@@ -161,12 +152,25 @@ pub fn load(source: &SnapshotInput, progress_enabled: bool) -> Result<SnapshotDo
         .credentials
         .as_ref()
         .map_or(0, |c| std::fs::metadata(c).map(|m| m.len()).unwrap_or(0));
-    let progress = Progress::new(
-        progress_enabled && size + extra >= LARGE_INPUT_BYTES,
-        size,
-        "reading",
-        true,
-    );
+    Ok(size + extra)
+}
+
+/// Reads and checks a snapshot input (JSON or CSV). `show_progress`: draw a bar on stderr (the
+/// caller decides: a terminal and a large input, see [`input_size`]).
+///
+/// Errors: [`CliError::Io`]; [`CliError::Invalid`] (not UTF-8, not JSON/CSV, or the
+/// snapshot's rules); [`CliError::Usage`] for CSV without `--snapshot-version` or
+/// `--credentials`/`--snapshot-version` with JSON.
+pub fn load(source: &SnapshotInput, show_progress: bool) -> Result<SnapshotDoc, CliError> {
+    let path = &source.input;
+    let format = source
+        .format
+        .unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => InputFormat::Csv,
+            _ => InputFormat::Json,
+        });
+    let total = input_size(source)?;
+    let progress = Progress::new(show_progress, total, "reading", true);
     match format {
         InputFormat::Json => {
             if source.credentials.is_some() || source.snapshot_version.is_some() {
@@ -175,7 +179,7 @@ pub fn load(source: &SnapshotInput, progress_enabled: bool) -> Result<SnapshotDo
                 ));
             }
             let text = utf8(read_with_progress(path, &progress)?, path)?;
-            progress.step("checking", 1);
+            progress.spin("checking");
             snapshot::from_json(&text).map_err(CliError::Invalid)
         }
         InputFormat::Csv => {
@@ -191,15 +195,19 @@ pub fn load(source: &SnapshotInput, progress_enabled: bool) -> Result<SnapshotDo
                 path.display().to_string(),
                 source.credentials.as_ref().map(|c| c.display().to_string()),
             );
-            progress.step("parsing", size + extra);
+            progress.step("parsing", total);
             let mut done_before = 0u64;
             let mut last_file_len = 0u64;
-            let mut advance = |pos: u64| {
-                if pos < last_file_len {
-                    done_before += last_file_len;
+            let mut advance = |step: CsvProgress| match step {
+                CsvProgress::Read(pos) => {
+                    // A smaller offset: the next file started.
+                    if pos < last_file_len {
+                        done_before += last_file_len;
+                    }
+                    last_file_len = pos;
+                    progress.set(done_before + pos);
                 }
-                last_file_len = pos;
-                progress.set(done_before + pos);
+                CsvProgress::Checking => progress.spin("checking"),
             };
             let creds_input = creds
                 .as_deref()
@@ -246,18 +254,17 @@ pub fn build_snapshot_with(
     opts: &BuildOptions,
     progress_enabled: bool,
 ) -> Result<BuildReport, CliError> {
-    let doc = load(&opts.source, progress_enabled)?;
+    let show = progress_enabled && input_size(&opts.source)? >= LARGE_INPUT_BYTES;
+    let doc = load(&opts.source, show)?;
+    let encoding = Progress::new(show, 0, "encoding", false);
+    encoding.spin("encoding");
     let bytes = encode_checked(&doc)?;
+    drop(encoding);
     let (manifest, parts) = snapshot::shard(&bytes, opts.shard_bytes.max(1));
     let manifest_json = serde_json::to_string(&manifest)
         .map_err(|e| CliError::SelfCheck(format!("manifest: {e}")))?;
 
-    let progress = Progress::new(
-        progress_enabled && bytes.len() as u64 >= LARGE_INPUT_BYTES,
-        parts.len() as u64,
-        "writing",
-        false,
-    );
+    let progress = Progress::new(show, parts.len() as u64, "writing", false);
     let dir = &opts.out_dir;
     std::fs::create_dir_all(dir).map_err(CliError::io(dir, "creating"))?;
     let mut entries = Vec::with_capacity(parts.len() + 1);

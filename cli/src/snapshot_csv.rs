@@ -94,6 +94,16 @@ const CREDENTIAL_COLUMNS: &[(&str, bool)] = &[
     ("environment", false),
 ];
 
+/// What [`parse`] reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvProgress {
+    /// Rows read up to this byte of the current file (files in order: subscriptions, then
+    /// credentials).
+    Read(u64),
+    /// Every row is read; the snapshot's rules are being checked.
+    Checking,
+}
+
 /// One CSV input: its name in messages and its text.
 #[derive(Debug, Clone, Copy)]
 pub struct CsvInput<'a> {
@@ -104,7 +114,8 @@ pub struct CsvInput<'a> {
 }
 
 /// Builds a snapshot named `version` from a subscriptions CSV and an optional credentials CSV.
-/// `progress` is called with the byte offset reached after each row (for a progress bar).
+/// `progress` hears the byte offset reached in the current file after each row, then that the
+/// snapshot's rules are being checked (for a progress bar).
 ///
 /// Errors: every problem found, each at `<file>:<line>[:<column>]` — malformed CSV, a missing
 /// or unknown column, a bad value, records that disagree between rows, and every rule of
@@ -113,7 +124,7 @@ pub fn parse(
     version: &str,
     subscriptions: CsvInput<'_>,
     credentials: Option<CsvInput<'_>>,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(CsvProgress),
 ) -> Result<SnapshotDoc, ConfigErrors> {
     let mut cx = Ctx::default();
     let mut doc = SnapshotDoc {
@@ -129,7 +140,9 @@ pub fn parse(
     let mut apps: HashMap<String, usize> = HashMap::new();
     let mut plans: HashMap<String, usize> = HashMap::new();
 
-    for row in rows(subscriptions, SUBSCRIPTION_COLUMNS, &mut cx, progress) {
+    let mut sub_rows = rows(subscriptions, SUBSCRIPTION_COLUMNS);
+    for row in sub_rows.by_ref() {
+        progress(CsvProgress::Read(row.byte));
         let mut r = RowCx {
             row: &row,
             cx: &mut cx,
@@ -198,8 +211,12 @@ pub fn parse(
             lines.subscriptions.push(line);
         }
     }
+    cx.errors.append(&mut sub_rows.errors);
     if let Some(input) = credentials {
-        for row in rows(input, CREDENTIAL_COLUMNS, &mut cx, progress) {
+        progress(CsvProgress::Read(subscriptions.text.len() as u64));
+        let mut cred_rows = rows(input, CREDENTIAL_COLUMNS);
+        for row in cred_rows.by_ref() {
+            progress(CsvProgress::Read(row.byte));
             let mut r = RowCx {
                 row: &row,
                 cx: &mut cx,
@@ -220,10 +237,12 @@ pub fn parse(
                 lines.credentials.push(row.line);
             }
         }
+        cx.errors.append(&mut cred_rows.errors);
     }
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
     }
+    progress(CsvProgress::Checking);
     snapshot::validate(&doc).map_err(|ConfigErrors(errors)| {
         ConfigErrors(
             errors
@@ -291,21 +310,28 @@ struct Ctx {
 struct Row {
     file: String,
     line: u64,
+    byte: u64,
     cells: HashMap<&'static str, String>,
 }
 
-/// Reads the rows of `input`, checking the header against `columns` (name, required).
-fn rows(
-    input: CsvInput<'_>,
-    columns: &'static [(&'static str, bool)],
-    cx: &mut Ctx,
-    progress: &mut dyn FnMut(u64),
-) -> Vec<Row> {
+/// The data rows of one CSV input, read as they are consumed (so a progress bar follows the
+/// work); problems go to `errors`.
+struct Rows<'a> {
+    reader: Option<csv::Reader<&'a [u8]>>,
+    header: Vec<Option<&'static str>>,
+    name: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+/// Opens `input`, checking its header against `columns` (name, required). With a bad header
+/// the rows are not read (only the header's problems are reported).
+fn rows<'a>(input: CsvInput<'a>, columns: &'static [(&'static str, bool)]) -> Rows<'a> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
         .from_reader(input.text.as_bytes());
     let at = |line: u64| format!("{}:{line}", input.name);
+    let mut errors = Vec::new();
     let header: Vec<Option<&'static str>> = match reader.headers() {
         Ok(h) => h
             .iter()
@@ -313,7 +339,7 @@ fn rows(
                 let known = columns.iter().find(|(c, _)| *c == name).map(|(c, _)| *c);
                 if known.is_none() {
                     let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
-                    cx.errors.push(ConfigError::new(
+                    errors.push(ConfigError::new(
                         at(1),
                         format!("unknown column `{name}` (columns: {})", names.join(", ")),
                     ));
@@ -322,68 +348,79 @@ fn rows(
             })
             .collect(),
         Err(e) => {
-            cx.errors
-                .push(ConfigError::new(at(1), format!("not CSV: {e}")));
-            return Vec::new();
+            errors.push(ConfigError::new(at(1), format!("not CSV: {e}")));
+            Vec::new()
         }
     };
-    for (name, required) in columns {
-        if *required && !header.contains(&Some(*name)) {
-            cx.errors
-                .push(ConfigError::new(at(1), format!("missing column `{name}`")));
-        }
-    }
-    for (i, name) in header.iter().enumerate() {
-        if name.is_some() && header[..i].contains(name) {
-            cx.errors.push(ConfigError::new(
-                at(1),
-                format!("column `{}` repeats", name.unwrap_or_default()),
-            ));
-        }
-    }
-    if !cx.errors.is_empty() {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    let mut record = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                let line = record.position().map_or(0, |p| p.line());
-                let cells = header
-                    .iter()
-                    .zip(record.iter())
-                    .filter_map(|(name, v)| {
-                        name.filter(|_| !v.is_empty()).map(|n| (n, v.to_string()))
-                    })
-                    .collect();
-                progress(record.position().map_or(0, |p| p.byte()));
-                out.push(Row {
-                    file: input.name.to_string(),
-                    line,
-                    cells,
-                });
+    if !header.is_empty() {
+        for (name, required) in columns {
+            if *required && !header.contains(&Some(*name)) {
+                errors.push(ConfigError::new(at(1), format!("missing column `{name}`")));
             }
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                let message = match e.kind() {
-                    csv::ErrorKind::UnequalLengths {
-                        expected_len, len, ..
-                    } => format!("{len} fields; the header has {expected_len}"),
-                    _ => e.to_string(),
-                };
-                cx.errors.push(ConfigError::new(at(line), message));
-                // A malformed row does not stop the others from being checked; an I/O-level
-                // error would repeat forever.
-                if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) {
-                    break;
+        }
+        for (i, name) in header.iter().enumerate() {
+            if let Some(n) = name.filter(|_| header[..i].contains(name)) {
+                errors.push(ConfigError::new(at(1), format!("column `{n}` repeats")));
+            }
+        }
+    }
+    Rows {
+        reader: errors.is_empty().then_some(reader),
+        header,
+        name: input.name,
+        errors,
+    }
+}
+
+impl Iterator for Rows<'_> {
+    type Item = Row;
+
+    fn next(&mut self) -> Option<Row> {
+        let reader = self.reader.as_mut()?;
+        let mut record = csv::StringRecord::new();
+        loop {
+            match reader.read_record(&mut record) {
+                Ok(false) => {
+                    self.reader = None;
+                    return None;
+                }
+                Ok(true) => {
+                    let position = record.position();
+                    let cells = self
+                        .header
+                        .iter()
+                        .zip(record.iter())
+                        .filter_map(|(name, v)| {
+                            name.filter(|_| !v.is_empty()).map(|n| (n, v.to_string()))
+                        })
+                        .collect();
+                    return Some(Row {
+                        file: self.name.to_string(),
+                        line: position.map_or(0, |p| p.line()),
+                        byte: position.map_or(0, |p| p.byte()),
+                        cells,
+                    });
+                }
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    let message = match e.kind() {
+                        csv::ErrorKind::UnequalLengths {
+                            expected_len, len, ..
+                        } => format!("{len} fields; the header has {expected_len}"),
+                        _ => e.to_string(),
+                    };
+                    self.errors
+                        .push(ConfigError::new(format!("{}:{line}", self.name), message));
+                    // A row of the wrong length does not stop the others from being checked;
+                    // any other error (bad UTF-8) ends the file.
+                    if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) {
+                        self.reader = None;
+                        return None;
+                    }
                 }
             }
         }
     }
-    progress(input.text.len() as u64);
-    out
 }
 
 /// Whether `column` is required (in either file's table).

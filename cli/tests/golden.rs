@@ -176,3 +176,77 @@ fn import_openapi_goldens() {
         assert!(!compiled.routes().is_empty());
     }
 }
+
+#[test]
+fn import_openapi_refuses_what_it_cannot_serve_and_writes_out_files() {
+    // The petstore's only server is relative: no backend without --backend.
+    let (code, out, err) = cli(&["import-openapi", "tests/fixtures/openapi/petstore.yaml"]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains("--backend"), "{err}");
+    assert!(
+        err.contains("#/servers/0: `/api/v3` is not an absolute"),
+        "{err}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("edgegate-cli-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let spec = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_string()
+    };
+    let swagger = spec(
+        "swagger.yaml",
+        "swagger: '2.0'\ninfo: {title: x, version: '1'}\n",
+    );
+    let (code, _, err) = cli(&["import-openapi", &swagger]);
+    assert_eq!(code, 2);
+    assert!(err.contains("Swagger 2.0"), "{err}");
+    let broken = spec("broken.yaml", "openapi: 3.0.0\npaths: [\n");
+    let (code, _, err) = cli(&["import-openapi", &broken]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("$: not YAML"), "{err}");
+
+    // A policy extension the gateway refuses: the compiler's error, pointing at the operation.
+    let bad = spec(
+        "bad.json",
+        r#"{"openapi": "3.0.3", "info": {"title": "T", "version": "1"},
+            "servers": [{"url": "https://t.example"}],
+            "paths": {"/x": {"get": {"operationId": "getX", "x-edgegate-rate-limits": [
+              {"name": "r", "key": "nobody", "algorithm": "token_bucket", "limit": 1, "window_s": 1}]}}}}"#,
+    );
+    let out_file = dir.join("out.json");
+    let out_path = out_file.to_str().expect("utf-8");
+    let (code, _, err) = cli(&["import-openapi", &bad, "--out", out_path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("$.apis[0].routes[0].policies.rate_limits[0]"),
+        "{err}"
+    );
+    assert!(err.contains("(from #/paths/~1x/get)"), "{err}");
+    assert!(!out_file.exists(), "nothing written");
+
+    let (code, out, err) = cli(&[
+        "import-openapi",
+        "tests/fixtures/openapi/orders-multi-server.json",
+        "--out",
+        out_path,
+        "--name",
+        "shop-orders",
+        "--base-path",
+        "/shop",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("10 routes"), "{out}");
+    let written = std::fs::read_to_string(&out_file).expect("written");
+    let (code, out, _) = cli(&["validate", out_path]);
+    assert_eq!(code, 0, "{out}");
+    let config: serde_json::Value = serde_json::from_str(&written).expect("json");
+    assert_eq!(config["apis"][0]["name"], "shop-orders");
+    assert_eq!(config["apis"][0]["base_path"], "/shop");
+    // mTLS is in it: Spin refuses it, naming the route.
+    let (code, _, err) = cli(&["validate", out_path, "--platform", "spin"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`mtls` is not available"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,7 +1,7 @@
 //! `snapshot build` from CSV: the same snapshot as the equivalent JSON document, every problem
 //! at its file, line and column, and the progress path on a large input.
 
-use edgegate_cli::snapshot_csv::{parse, CsvInput};
+use edgegate_cli::snapshot_csv::{parse, CsvInput, CsvProgress};
 use edgegate_cli::{build_snapshot, run_with, BuildOptions, Env, EXIT_INVALID, EXIT_OK};
 use edgegate_core::snapshot::{encode, from_json, generate, SnapshotDoc};
 use serde_json::json;
@@ -111,7 +111,7 @@ fn csv_gives_the_same_snapshot_as_the_json_document() {
             name: "creds.csv",
             text: CREDS,
         }),
-        &mut |_| {},
+        &mut |_: CsvProgress| {},
     )
     .expect("parses");
     assert_eq!(doc, expected());
@@ -152,7 +152,7 @@ fn every_csv_problem_is_reported_at_its_file_line_and_column() {
                 name: "creds.csv",
                 text,
             }),
-            &mut |_| {},
+            &mut |_: CsvProgress| {},
         )
         .expect_err("refused")
         .0

@@ -702,3 +702,128 @@ pub fn run(args: &ImportArgs) -> Result<Outcome, CliError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warnings_of(f: impl FnOnce(&mut Warnings)) -> Vec<String> {
+        let mut w = Warnings::default();
+        f(&mut w);
+        w.0.into_iter().map(|(_, m)| m).collect()
+    }
+
+    #[test]
+    fn path_templates() {
+        for (path, want, warns) in [
+            ("/pets", "/pets", 0),
+            ("/", "/", 0),
+            ("/pets/{petId}", "/pets/{petId}", 0),
+            (
+                "/pets/{pet-id}/photos/{1st}",
+                "/pets/{pet_id}/photos/{_1st}",
+                0,
+            ),
+            ("/files/{name}.{ext}", "/files/{name}", 1),
+            ("/v{version}/items/", "/{version}/items", 2),
+            ("/a/{id}/b/{id}", "/a/{id}/b/{id_}", 0),
+        ] {
+            let mut got = String::new();
+            let w = warnings_of(|w| got = template(path, "#", w));
+            assert_eq!(got, want, "{path}");
+            assert_eq!(w.len(), warns, "{path}: {w:?}");
+            assert!(
+                edgegate_core::route::PathTemplate::parse(&got).is_ok(),
+                "{got} is a gateway template"
+            );
+        }
+    }
+
+    #[test]
+    fn names() {
+        for (title, want) in [
+            (
+                "Swagger Petstore - OpenAPI 3.0",
+                "swagger-petstore-openapi-3.0",
+            ),
+            ("  Orders API ", "orders-api"),
+            ("Ünïcode ✓ API", "n-code-api"),
+            ("---", ""),
+        ] {
+            assert_eq!(slug(title), want, "{title}");
+        }
+        assert_eq!(slug_keep_case("getPetById"), "getPetById");
+        assert_eq!(slug_keep_case("pets/list all"), "pets-list-all");
+        assert_eq!(slug(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn servers_become_instances() {
+        let servers = json!([
+            {"url": "https://{env}.example.com:{port}/v1/", "variables": {
+                "env": {"default": "api", "enum": ["api", "sandbox"]}, "port": {"default": "8443"}}},
+            {"url": "https://b.example.com", "x-edgegate-weight": 5},
+            {"url": "https://b.example.com"},
+            {"url": "/relative"},
+            {"url": "https://{missing}.example.com"},
+            {"url": "https://q.example.com/?x=1"},
+            {"description": "no url"}
+        ]);
+        let mut got = Vec::new();
+        let w = warnings_of(|w| got = instances(&servers, "#/servers", w));
+        assert_eq!(
+            got,
+            vec![
+                json!({"url": "https://api.example.com:8443/v1"}),
+                json!({"url": "https://b.example.com", "weight": 5}),
+            ]
+        );
+        assert_eq!(w.len(), 6, "{w:#?}");
+    }
+
+    #[test]
+    fn versions_and_refusals() {
+        for (doc, ok) in [
+            (
+                json!({"openapi": "3.0.3", "servers": [{"url": "https://a.example"}]}),
+                true,
+            ),
+            (
+                json!({"openapi": "3.1.1", "servers": [{"url": "https://a.example"}]}),
+                true,
+            ),
+            (
+                json!({"openapi": "3.2.0", "servers": [{"url": "https://a.example"}]}),
+                false,
+            ),
+            (json!({"swagger": "2.0"}), false),
+            (json!({"info": {}}), false),
+            (
+                json!({"openapi": "3.0.0", "servers": [{"url": "/v1"}]}),
+                false,
+            ),
+        ] {
+            assert_eq!(convert(&doc, &Options::default()).is_ok(), ok, "{doc}");
+        }
+        let backends = Options {
+            backends: vec!["https://b.example".into()],
+            ..Options::default()
+        };
+        let doc = json!({"openapi": "3.0.0", "servers": [{"url": "/v1"}]});
+        let import = convert(&doc, &backends).expect("with --backend");
+        assert_eq!(
+            import.config["pools"]["api"]["instances"],
+            json!([{"url": "https://b.example"}])
+        );
+    }
+
+    #[test]
+    fn json_text_reads_the_same_as_yaml() {
+        let text = r#"{"openapi": "3.1.0", "paths": {"/a": {"get": {"responses": {"200": {"description": "ok"}}}}}, "n": [1, 2.5, true, null]}"#;
+        assert_eq!(
+            yaml::to_json(text).expect("JSON is YAML"),
+            serde_json::from_str::<Value>(text).expect("json")
+        );
+        assert_eq!(parse(text), parse(&format!("\n{text}")));
+    }
+}
