@@ -38,8 +38,13 @@
 //!   they are), `callbacks`, `webhooks`, security schemes edgegate cannot enforce (see
 //!   [`security`]).
 
+pub mod paths;
 pub mod security;
+pub mod servers;
 pub mod yaml;
+
+use paths::{slug, slug_keep_case, template};
+use servers::instances;
 
 use crate::error::{read_text, CliError};
 use crate::Outcome;
@@ -149,23 +154,6 @@ pub fn parse(text: &str) -> Result<Value, String> {
     }
 }
 
-/// A name: `[A-Za-z0-9._-]`, other characters as `-`, runs of `-` folded, at most 64.
-fn slug(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        let c = if c.is_ascii_alphanumeric() || "._".contains(c) {
-            c.to_ascii_lowercase()
-        } else {
-            '-'
-        };
-        if !(c == '-' && (out.is_empty() || out.ends_with('-'))) {
-            out.push(c);
-        }
-    }
-    let out: String = out.trim_end_matches('-').chars().take(64).collect();
-    out.trim_end_matches('-').to_string()
-}
-
 /// Follows local `$ref`s (`#/components/...`) from `v`, at most 32 hops.
 fn resolve(root: &Value, v: &Value) -> Result<Value, String> {
     let mut cur = v;
@@ -183,147 +171,6 @@ fn resolve(root: &Value, v: &Value) -> Result<Value, String> {
             .ok_or_else(|| format!("`$ref: {r}` points nowhere"))?;
     }
     Err("a `$ref` chain longer than 32 (a cycle?)".into())
-}
-
-/// Server objects → pool instances.
-fn instances(servers: &Value, at: &str, warnings: &mut Warnings) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    for (i, server) in servers.as_array().into_iter().flatten().enumerate() {
-        let at = format!("{at}/{i}");
-        let Some(template) = server.get("url").and_then(Value::as_str) else {
-            warnings.push(&at, "a server without `url`; skipped".into());
-            continue;
-        };
-        let mut url = String::new();
-        let mut rest = template;
-        let mut ok = true;
-        while let Some(open) = rest.find('{') {
-            url.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}') else {
-                ok = false;
-                break;
-            };
-            let var = &rest[open + 1..open + close];
-            let def = server.pointer(&format!("/variables/{}", pointer(var)));
-            match def.and_then(|d| d.get("default")).and_then(Value::as_str) {
-                Some(value) => {
-                    let others: Vec<&str> = def
-                        .and_then(|d| d.get("enum"))
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .filter(|v| *v != value)
-                        .collect();
-                    if !others.is_empty() {
-                        warnings.push(
-                            &format!("{at}/variables/{}", pointer(var)),
-                            format!(
-                                "uses the default `{value}`; the other values ({}) are not mapped",
-                                others.join(", ")
-                            ),
-                        );
-                    }
-                    url.push_str(value);
-                }
-                None => {
-                    warnings.push(
-                        &at,
-                        format!("variable `{var}` has no default; server skipped"),
-                    );
-                    ok = false;
-                    break;
-                }
-            }
-            rest = &rest[open + close + 1..];
-        }
-        if !ok {
-            continue;
-        }
-        url.push_str(rest);
-        let url = url.trim_end_matches('/').to_string();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            warnings.push(
-                &at,
-                format!("`{template}` is not an absolute http(s) URL and cannot be a backend (use --backend); skipped"),
-            );
-            continue;
-        }
-        if url.contains(['?', '#']) {
-            warnings.push(&at, format!("`{url}` has a query or fragment; skipped"));
-            continue;
-        }
-        let mut instance = Map::new();
-        instance.insert("url".into(), json!(url));
-        match server.get("x-edgegate-weight") {
-            None => {}
-            Some(w) if w.as_u64().is_some() => {
-                instance.insert("weight".into(), w.clone());
-            }
-            Some(w) => warnings.push(
-                &at,
-                format!("`x-edgegate-weight: {w}` is not a whole number; ignored"),
-            ),
-        }
-        let instance = Value::Object(instance);
-        if out.iter().any(|i| i["url"] == instance["url"]) {
-            warnings.push(&at, format!("`{url}` repeats an earlier server; skipped"));
-            continue;
-        }
-        out.push(instance);
-    }
-    out
-}
-
-/// An OpenAPI path → an edgegate path template (with warnings for what changes).
-fn template(path: &str, at: &str, warnings: &mut Warnings) -> String {
-    let mut trimmed = path;
-    if path.len() > 1 && path.ends_with('/') {
-        trimmed = path.trim_end_matches('/');
-        warnings.push(
-            at,
-            "the trailing `/` is dropped (edgegate paths have none)".into(),
-        );
-    }
-    let mut used: Vec<String> = Vec::new();
-    let mut segments = Vec::new();
-    for seg in trimmed.split('/').skip(1) {
-        if !seg.contains('{') {
-            segments.push(seg.to_string());
-            continue;
-        }
-        let whole = seg.starts_with('{') && seg.ends_with('}') && seg.matches('{').count() == 1;
-        let raw = seg
-            .split('{')
-            .nth(1)
-            .and_then(|s| s.split('}').next())
-            .unwrap_or("param");
-        let mut name: String = raw
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-            name.insert(0, '_');
-        }
-        while used.contains(&name) {
-            name.push('_');
-        }
-        if !whole {
-            warnings.push(
-                at,
-                format!("segment `{seg}` mixes text and parameters; it is routed as the whole-segment parameter `{{{name}}}` (any value)"),
-            );
-        }
-        used.push(name.clone());
-        segments.push(format!("{{{name}}}"));
-    }
-    format!("/{}", segments.join("/"))
 }
 
 /// Policies of one level from its extensions; `scopes` from `security` are added to the
@@ -616,23 +463,6 @@ pub fn convert(spec: &Value, opts: &Options) -> Result<Import, CliError> {
     })
 }
 
-/// A route name from an `operationId`: like [`slug`] but keeping case.
-fn slug_keep_case(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        let c = if c.is_ascii_alphanumeric() || "._".contains(c) {
-            c
-        } else {
-            '-'
-        };
-        if !(c == '-' && (out.is_empty() || out.ends_with('-'))) {
-            out.push(c);
-        }
-    }
-    let out: String = out.trim_end_matches('-').chars().take(64).collect();
-    out.trim_end_matches('-').to_string()
-}
-
 /// Compiles the generated config with the gateway's compiler; errors point back at the
 /// operations they came from.
 ///
@@ -706,80 +536,6 @@ pub fn run(args: &ImportArgs) -> Result<Outcome, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn warnings_of(f: impl FnOnce(&mut Warnings)) -> Vec<String> {
-        let mut w = Warnings::default();
-        f(&mut w);
-        w.0.into_iter().map(|(_, m)| m).collect()
-    }
-
-    #[test]
-    fn path_templates() {
-        for (path, want, warns) in [
-            ("/pets", "/pets", 0),
-            ("/", "/", 0),
-            ("/pets/{petId}", "/pets/{petId}", 0),
-            (
-                "/pets/{pet-id}/photos/{1st}",
-                "/pets/{pet_id}/photos/{_1st}",
-                0,
-            ),
-            ("/files/{name}.{ext}", "/files/{name}", 1),
-            ("/v{version}/items/", "/{version}/items", 2),
-            ("/a/{id}/b/{id}", "/a/{id}/b/{id_}", 0),
-        ] {
-            let mut got = String::new();
-            let w = warnings_of(|w| got = template(path, "#", w));
-            assert_eq!(got, want, "{path}");
-            assert_eq!(w.len(), warns, "{path}: {w:?}");
-            assert!(
-                edgegate_core::route::PathTemplate::parse(&got).is_ok(),
-                "{got} is a gateway template"
-            );
-        }
-    }
-
-    #[test]
-    fn names() {
-        for (title, want) in [
-            (
-                "Swagger Petstore - OpenAPI 3.0",
-                "swagger-petstore-openapi-3.0",
-            ),
-            ("  Orders API ", "orders-api"),
-            ("Ünïcode ✓ API", "n-code-api"),
-            ("---", ""),
-        ] {
-            assert_eq!(slug(title), want, "{title}");
-        }
-        assert_eq!(slug_keep_case("getPetById"), "getPetById");
-        assert_eq!(slug_keep_case("pets/list all"), "pets-list-all");
-        assert_eq!(slug(&"x".repeat(100)).len(), 64);
-    }
-
-    #[test]
-    fn servers_become_instances() {
-        let servers = json!([
-            {"url": "https://{env}.example.com:{port}/v1/", "variables": {
-                "env": {"default": "api", "enum": ["api", "sandbox"]}, "port": {"default": "8443"}}},
-            {"url": "https://b.example.com", "x-edgegate-weight": 5},
-            {"url": "https://b.example.com"},
-            {"url": "/relative"},
-            {"url": "https://{missing}.example.com"},
-            {"url": "https://q.example.com/?x=1"},
-            {"description": "no url"}
-        ]);
-        let mut got = Vec::new();
-        let w = warnings_of(|w| got = instances(&servers, "#/servers", w));
-        assert_eq!(
-            got,
-            vec![
-                json!({"url": "https://api.example.com:8443/v1"}),
-                json!({"url": "https://b.example.com", "weight": 5}),
-            ]
-        );
-        assert_eq!(w.len(), 6, "{w:#?}");
-    }
 
     #[test]
     fn versions_and_refusals() {
