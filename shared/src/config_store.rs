@@ -64,6 +64,7 @@ struct State {
 pub struct ConfigStore {
     refresh_ms: u64,
     state: RefCell<State>,
+    admin: Option<crate::admin::AdminSettings>,
 }
 
 impl ConfigStore {
@@ -72,7 +73,15 @@ impl ConfigStore {
         ConfigStore {
             refresh_ms,
             state: RefCell::new(State::default()),
+            admin: None,
         }
+    }
+
+    /// This store refusing configs whose routes reach the admin API's paths
+    /// ([`crate::admin::AdminSettings::check_config`]).
+    pub fn with_admin(mut self, admin: crate::admin::AdminSettings) -> Self {
+        self.admin = Some(admin);
+        self
     }
 
     /// The active config, refreshing first when the interval has passed. `None` when no
@@ -170,7 +179,11 @@ impl ConfigStore {
         let caps = Capabilities {
             client_certificates: p.supports_client_certificates(),
         };
-        match compile_for(&text, &pointer, caps) {
+        let compiled = compile_for(&text, &pointer, caps).and_then(|cfg| match &self.admin {
+            Some(admin) => admin.check_config(&text).map(|()| cfg),
+            None => Ok(cfg),
+        });
+        match compiled {
             Ok(cfg) => {
                 let mut s = self.state.borrow_mut();
                 let previous = s.active.as_ref().map(|a| a.version().to_string());

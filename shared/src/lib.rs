@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod access_log;
+pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod balancer;
@@ -20,6 +21,7 @@ pub mod bounded;
 pub mod bundle;
 pub mod config;
 pub mod config_store;
+pub mod control;
 pub mod headers;
 pub mod path;
 pub mod pipeline;

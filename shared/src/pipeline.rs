@@ -2,10 +2,13 @@
 //!
 //! | # | stage | decides | on failure |
 //! |---|-------|---------|-----------|
+//! | 0 | admin | requests for the admin API ([`crate::admin`]) are answered there, before anything below (the host asks [`Gateway::admin_match`]) | — |
 //! | 1 | ids | request id (kept or new), `traceparent` (propagated or new) | — |
+//! | 1b | emergency block | the client address against the overrides' block list ([`crate::control`]); audit line | 403 `ip_blocked` |
 //! | 2 | config | the config version the whole request runs on | 503 `no_config` |
 //! | 3 | path | normalized ([`crate::path::normalize`]): no dot or encoded-slash tricks | 400 `invalid_path` |
 //! | 4 | route | API, version, environment, route, pool, upstream path | 404 / 405 + `Allow` |
+//! | 4b | disabled route | the matched route against the overrides' disabled routes; audit line | 503 `route_disabled` |
 //! | 5 | authentication | the caller ([`crate::auth`]): JWT, introspection, API key, mTLS, or anonymous | 401 / 503 |
 //! | 6 | authorization | IP lists, subscription (Registry snapshot), environment, scopes, roles, Cedar ([`crate::authz`]); audit events | 403 (or 404 when hidden) / 503 |
 //! | 6b | rate limits | every level's limits on the shared counters ([`crate::ratelimit`]); headers | 429 + `Retry-After` / 503 |
@@ -23,6 +26,7 @@ use crate::auth::{mint, Authenticator, IdentityHeaders, Principal};
 use crate::authz::{authorize, AuthzRequest, Deny, Grant};
 use crate::config::{CompiledConfig, ResolvedRoute};
 use crate::config_store::ConfigStore;
+use crate::control::{ControlCache, ControlState};
 use crate::headers::{
     hop_by_hop_edits, hop_by_hop_in, is_spoofable, set_forwarding, ClientHop, HeaderEdits,
     HeaderList, HeaderRead,
@@ -131,12 +135,18 @@ impl Default for RuntimeSettings {
     }
 }
 
+/// How often an isolate re-reads the emergency overrides by default, in ms
+/// (`EDGEGATE_CONTROL_REFRESH_MS`).
+pub const DEFAULT_CONTROL_REFRESH_MS: u64 = 3_000;
+
 /// The gateway of one isolate: the config cache and the pipeline.
 pub struct Gateway {
     store: ConfigStore,
     auth: Authenticator,
     snapshots: SnapshotStore,
     limiter: Limiter,
+    control: ControlCache,
+    admin: crate::admin::AdminSettings,
 }
 
 /// What the driver learns about a request as it goes, for the access log.
@@ -156,11 +166,58 @@ impl Gateway {
     /// A gateway with an empty config cache.
     pub fn new(settings: RuntimeSettings) -> Self {
         Gateway {
-            store: ConfigStore::new(settings.config_refresh_ms),
+            store: ConfigStore::new(settings.config_refresh_ms)
+                .with_admin(crate::admin::AdminSettings::default()),
             auth: Authenticator::default(),
             snapshots: SnapshotStore::new(settings.snapshot_refresh_ms),
             limiter: Limiter::default(),
+            control: ControlCache::new(DEFAULT_CONTROL_REFRESH_MS),
+            admin: crate::admin::AdminSettings::default(),
         }
+    }
+
+    /// This gateway with the admin API's settings (prefix or host, rate limit). Configs
+    /// whose routes reach the admin API's paths are refused from then on.
+    pub fn with_admin(mut self, admin: crate::admin::AdminSettings) -> Self {
+        self.store = self.store.with_admin(admin.clone());
+        self.admin = admin;
+        self
+    }
+
+    /// This gateway with its overrides cache (default: [`ControlCache::new`] with
+    /// [`DEFAULT_CONTROL_REFRESH_MS`], re-reading inline).
+    pub fn with_control(mut self, cache: ControlCache) -> Self {
+        self.control = cache;
+        self
+    }
+
+    /// The admin API's settings.
+    pub fn admin_settings(&self) -> &crate::admin::AdminSettings {
+        &self.admin
+    }
+
+    /// The isolate's copy of the emergency overrides.
+    pub fn control(&self) -> &ControlCache {
+        &self.control
+    }
+
+    /// Whether a request is for the admin API (host and path; see
+    /// [`crate::admin::AdminSettings::matches`]). Hosts ask before [`Gateway::handle`] and
+    /// send matches, with their body read, to [`Gateway::handle_admin`].
+    pub fn admin_match(&self, req: &RequestHead) -> Option<crate::admin::AdminMatch> {
+        self.admin.matches(&req.host, &req.path)
+    }
+
+    /// Answers an admin request ([`crate::admin::handle`]; `body` is read only for an
+    /// authorized call). Never fails.
+    pub async fn handle_admin<P: Platform>(
+        &self,
+        p: &P,
+        req: &RequestHead,
+        target: crate::admin::AdminMatch,
+        body: impl std::future::Future<Output = Result<Vec<u8>, crate::admin::BodyError>>,
+    ) -> GatewayResponse<P::Body, P::Headers> {
+        crate::admin::handle(self, p, req, target, body).await
     }
 
     /// The rate-limit state (leases, counter failures).
@@ -217,15 +274,28 @@ impl Gateway {
             grant: None,
         };
 
-        let outcome = match self.store.current(p).await {
-            None => Err(LocalReply::new(
+        let control = self.control.current(p).await;
+        let blocked = control
+            .as_deref()
+            .and_then(|c| blocked_reply(p, c, &req, &trail));
+        let outcome = match (blocked, self.store.current(p).await) {
+            (Some(reply), _) => Err(reply),
+            (None, None) => Err(LocalReply::new(
                 ErrorCode::NoConfig,
                 "no valid config has been loaded",
             )),
-            Some(config) => {
+            (None, Some(config)) => {
                 trail.config_version = Some(config.version().to_string());
-                self.proxy(p, &config, &req, body, &traceparent, &mut trail)
-                    .await
+                self.proxy(
+                    p,
+                    &config,
+                    control.as_deref(),
+                    &req,
+                    body,
+                    &traceparent,
+                    &mut trail,
+                )
+                .await
             }
         };
 
@@ -284,10 +354,12 @@ impl Gateway {
         response
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn proxy<P: Platform>(
         &self,
         p: &P,
         config: &Rc<CompiledConfig>,
+        control: Option<&ControlState>,
         req: &RequestHead,
         body: P::Body,
         traceparent: &str,
@@ -329,6 +401,24 @@ impl Gateway {
             resolved.version.map(str::to_string),
             resolved.environment.to_string(),
         ));
+
+        if let Some(off) =
+            control.and_then(|c| c.disabled(&resolved.api.name, &resolved.route.name))
+        {
+            p.log_line(&override_audit_line(
+                p.now_ms(),
+                "route_disabled",
+                ErrorCode::RouteDisabled,
+                &format!("{}: {}", off.route, off.reason),
+                req,
+                trail,
+                control.map(|c| c.revision),
+            ));
+            return Err(LocalReply::new(
+                ErrorCode::RouteDisabled,
+                format!("{} disabled by an operator: {}", off.route, off.reason),
+            ));
+        }
 
         let route = resolved.route;
         let wants_snapshot = route.authz.as_ref().is_some_and(|a| a.needs_snapshot())
@@ -733,8 +823,65 @@ fn audit_line(
     .to_string()
 }
 
+/// 403 `ip_blocked` (and its audit line) when the client's address is on the block list.
+fn blocked_reply<P: Platform>(
+    p: &P,
+    control: &ControlState,
+    req: &RequestHead,
+    trail: &Trail,
+) -> Option<LocalReply> {
+    if control.blocks.is_empty() {
+        return None;
+    }
+    let ip: std::net::IpAddr = req.client_ip.as_deref()?.trim().parse().ok()?;
+    let now = p.now_ms();
+    let block = control.blocked(ip, now)?;
+    let detail = format!("{} blocked: {}", block.cidr, block.reason);
+    p.log_line(&override_audit_line(
+        now,
+        "emergency_block",
+        ErrorCode::IpBlocked,
+        &detail,
+        req,
+        trail,
+        Some(control.revision),
+    ));
+    Some(LocalReply::new(ErrorCode::IpBlocked, detail))
+}
+
+/// The audit line of a request refused by an emergency override (block or disabled route).
+fn override_audit_line(
+    now_ms: u64,
+    rule: &str,
+    code: ErrorCode,
+    detail: &str,
+    req: &RequestHead,
+    trail: &Trail,
+    revision: Option<u64>,
+) -> String {
+    let route = trail.route.as_ref();
+    serde_json::json!({
+        "kind": "audit",
+        "time": rfc3339_ms(now_ms),
+        "decision": "deny",
+        "rule": rule,
+        "reason": code.as_str(),
+        "detail": detail,
+        "request_id": trail.request_id,
+        "api": route.map(|r| r.0.as_str()),
+        "version": route.and_then(|r| r.2.as_deref()),
+        "environment": route.map(|r| r.3.as_str()),
+        "route": route.map(|r| r.1.as_str()),
+        "method": req.method,
+        "path": req.path,
+        "client_ip": req.client_ip,
+        "control_revision": revision,
+    })
+    .to_string()
+}
+
 /// The response for a local reply: problem+json with the request id.
-fn local_response<B, H>(reply: &LocalReply, request_id: &str) -> GatewayResponse<B, H> {
+pub(crate) fn local_response<B, H>(reply: &LocalReply, request_id: &str) -> GatewayResponse<B, H> {
     let body = reply.render(request_id);
     let mut headers = HeaderList::new();
     headers.set("content-type", PROBLEM_CONTENT_TYPE);

@@ -344,6 +344,18 @@ pub trait Counters {
     async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError>;
 }
 
+/// The emergency overrides' store, shared by every isolate (one Durable Object on Workers).
+pub trait Control {
+    /// Runs one call on the control object ([`crate::control::ControlCall::apply`]),
+    /// atomically, and returns its reply (the outcome and the whole state after it).
+    ///
+    /// Errors: the object could not be reached, or answered something that is not a reply.
+    async fn control(
+        &self,
+        call: &crate::control::ControlCall,
+    ) -> Result<crate::control::ControlReply, PlatformError>;
+}
+
 /// Where the current request comes from, as the edge knows it (`request.cf` on Workers).
 pub trait ClientGeo {
     /// The client's country (ISO 3166-1 alpha-2, e.g. `DE`); `None` when unknown.
@@ -364,6 +376,7 @@ pub trait Platform:
     + ClientCertificates
     + ClientGeo
     + Counters
+    + Control
 {
 }
 
@@ -379,7 +392,8 @@ impl<
             + SharedCache
             + ClientCertificates
             + ClientGeo
-            + Counters,
+            + Counters
+            + Control,
     > Platform for T
 {
 }

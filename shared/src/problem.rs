@@ -94,6 +94,20 @@ pub enum ErrorCode {
     RateLimitUnavailable,
     /// Too many failed authentications from this client address.
     TooManyAuthFailures,
+    /// The client address is on the emergency block list (admin API).
+    IpBlocked,
+    /// The route was taken out of service by an operator (admin API).
+    RouteDisabled,
+    /// An admin API call without a valid bearer token; the reply carries `WWW-Authenticate`.
+    AdminUnauthorized,
+    /// An admin API call whose body, query or path parameters are not valid; nothing changed.
+    InvalidAdminRequest,
+    /// An admin API call names something that does not exist (a route, a block, a limit).
+    AdminNotFound,
+    /// An admin API call's body is larger than the admin API accepts.
+    AdminBodyTooLarge,
+    /// The emergency-override store cannot be reached; nothing changed.
+    ControlUnavailable,
 }
 
 impl ErrorCode {
@@ -239,11 +253,34 @@ impl ErrorCode {
                 429,
                 "Too many failed authentications from this address",
             ),
+            ErrorCode::IpBlocked => ("ip_blocked", 403, "Calls from this address are blocked"),
+            ErrorCode::RouteDisabled => (
+                "route_disabled",
+                503,
+                "This endpoint is temporarily disabled",
+            ),
+            ErrorCode::AdminUnauthorized => {
+                ("admin_unauthorized", 401, "A valid admin token is required")
+            }
+            ErrorCode::InvalidAdminRequest => (
+                "invalid_admin_request",
+                400,
+                "The admin request is not valid",
+            ),
+            ErrorCode::AdminNotFound => ("admin_not_found", 404, "No such item"),
+            ErrorCode::AdminBodyTooLarge => {
+                ("admin_body_too_large", 413, "The request body is too large")
+            }
+            ErrorCode::ControlUnavailable => (
+                "control_unavailable",
+                503,
+                "The emergency-override store cannot be reached",
+            ),
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 48] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidPath,
@@ -285,6 +322,13 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::RateLimitUnavailable,
         ErrorCode::TooManyAuthFailures,
+        ErrorCode::IpBlocked,
+        ErrorCode::RouteDisabled,
+        ErrorCode::AdminUnauthorized,
+        ErrorCode::InvalidAdminRequest,
+        ErrorCode::AdminNotFound,
+        ErrorCode::AdminBodyTooLarge,
+        ErrorCode::ControlUnavailable,
     ];
 }
 

@@ -4,9 +4,9 @@
 use crate::headers::HeaderList;
 
 use crate::platform::{
-    ClientCertificate, ClientCertificates, ClientGeo, Clock, CounterCall, CounterReply, Counters,
-    Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache,
-    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    ClientCertificate, ClientCertificates, ClientGeo, Clock, Control, CounterCall, CounterReply,
+    Counters, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
+    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -71,6 +71,9 @@ pub struct FakePlatform {
     counters: RefCell<HashMap<String, crate::ratelimit::CounterState>>,
     counters_down: Cell<bool>,
     counter_calls: Cell<u32>,
+    control: RefCell<crate::control::ControlState>,
+    control_down: Cell<bool>,
+    control_calls: Cell<u32>,
     kv_down: Cell<bool>,
     kv_yields: Cell<bool>,
     kv_reads: Cell<u32>,
@@ -104,6 +107,9 @@ impl FakePlatform {
             counters: RefCell::new(HashMap::new()),
             counters_down: Cell::new(false),
             counter_calls: Cell::new(0),
+            control: RefCell::new(crate::control::ControlState::default()),
+            control_down: Cell::new(false),
+            control_calls: Cell::new(0),
             kv_down: Cell::new(false),
             kv_yields: Cell::new(false),
             kv_reads: Cell::new(0),
@@ -185,6 +191,29 @@ impl FakePlatform {
     /// Counter calls made so far (reachable or not).
     pub fn counter_calls(&self) -> u32 {
         self.counter_calls.get()
+    }
+
+    /// Makes the control object unreachable (true) or reachable (false).
+    pub fn set_control_down(&self, down: bool) {
+        self.control_down.set(down);
+    }
+
+    /// Control-object calls made so far (reachable or not).
+    pub fn control_calls(&self) -> u32 {
+        self.control_calls.get()
+    }
+
+    /// The control object's state (as another isolate's admin call would have left it).
+    pub fn control_state(&self) -> crate::control::ControlState {
+        self.control.borrow().clone()
+    }
+
+    /// Runs a call on the control object directly (another isolate's admin call).
+    pub fn control_apply(
+        &self,
+        call: &crate::control::ControlCall,
+    ) -> crate::control::ControlReply {
+        call.apply(&mut self.control.borrow_mut(), self.now_ms()).0
     }
 
     /// Sets a binary KV value.
@@ -443,6 +472,22 @@ impl Counters for FakePlatform {
         let mut counters = self.counters.borrow_mut();
         let state = counters.entry(call.key.clone()).or_default();
         Ok(call.apply(state, now).0)
+    }
+}
+
+impl Control for FakePlatform {
+    /// Suspends once (like a round trip, so concurrent requests interleave), then applies the
+    /// call to the in-memory state.
+    async fn control(
+        &self,
+        call: &crate::control::ControlCall,
+    ) -> Result<crate::control::ControlReply, PlatformError> {
+        self.control_calls.set(self.control_calls.get() + 1);
+        YieldOnce(false).await;
+        if self.control_down.get() {
+            return Err(PlatformError("control object unreachable".into()));
+        }
+        Ok(self.control_apply(call))
     }
 }
 

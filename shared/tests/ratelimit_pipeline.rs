@@ -1221,6 +1221,15 @@ impl Counters for TimerPlatform<'_> {
     }
 }
 
+impl edgegate_core::platform::Control for TimerPlatform<'_> {
+    async fn control(
+        &self,
+        call: &edgegate_core::control::ControlCall,
+    ) -> Result<edgegate_core::control::ControlReply, PlatformError> {
+        self.inner.control(call).await
+    }
+}
+
 #[test]
 fn queue_ms_waits_for_capacity_when_retry_after_fits() {
     let tb = json!({"name": "q", "key": "ip", "algorithm": "token_bucket", "limit": 1,

@@ -17,6 +17,9 @@ const COMPATIBILITY_DATE = "2026-04-26";
 /** The rate-limit counters' Durable Object binding and class (wrangler.toml). */
 export const COUNTER_BINDING = "EDGEGATE_COUNTERS";
 export const COUNTER_CLASS = "RateCounter";
+/** The emergency overrides' Durable Object binding and class (wrangler.toml). */
+export const CONTROL_BINDING = "EDGEGATE_CONTROL";
+export const CONTROL_CLASS = "Control";
 
 export const POINTER_KEY = "config:active";
 export const versionKey = (id) => `config:version:${id}`;
@@ -135,6 +138,8 @@ export class LogCapture extends EventEmitter {
  *               - `false`: no binding at all (every counter call fails);
  *               - { className, script }: a class of a second worker, named "counters", whose
  *                 ES module source is `script` (a stand-in counter, e.g. one that throws).
+ *   control     bind the worker's own `Control` class as EDGEGATE_CONTROL (default true);
+ *               `false`: no binding (every control call fails).
  *   persistDir  a directory for Durable Object storage (`<dir>/do`) and KV (`<dir>/kv`): a
  *               gateway started again with the same directory continues with the stored
  *               counters (restart tests). Default: nothing outlives `close()`.
@@ -148,6 +153,7 @@ export async function startGateway({
   kv: extraKv = {},
   bindings = {},
   counters = {},
+  control = true,
   persistDir,
 } = {}) {
   if (!existsSync(SHIM)) {
@@ -170,9 +176,13 @@ export async function startGateway({
     bindings: { ...bindings, EDGEGATE_CONFIG_REFRESH_MS: String(refreshMs) },
   };
   const workers = [gateway];
+  if (control) {
+    gateway.durableObjects = { [CONTROL_BINDING]: { className: CONTROL_CLASS, useSQLite: true } };
+  }
   if (counters) {
     const { className = COUNTER_CLASS, script } = counters;
     gateway.durableObjects = {
+      ...gateway.durableObjects,
       [COUNTER_BINDING]: { className, useSQLite: true, ...(script !== undefined && { scriptName: "counters" }) },
     };
     if (script !== undefined) {

@@ -22,3 +22,48 @@ impl WorkerBody {
         }
     }
 }
+
+/// Reads a request body whole, at most `limit` bytes, chunk by chunk (a longer body is not
+/// buffered past the limit). Errors: `None` when it is longer than `limit`, `Some(detail)`
+/// when the stream broke.
+pub async fn read_limited(body: WorkerBody, limit: usize) -> Result<Vec<u8>, Option<String>> {
+    use js_sys::{Function, Reflect, Uint8Array};
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_futures::JsFuture;
+    let stream = match body {
+        WorkerBody::Empty => return Ok(Vec::new()),
+        WorkerBody::Bytes(b) if b.length() as usize > limit => return Err(None),
+        WorkerBody::Bytes(b) => return Ok(b.to_vec()),
+        WorkerBody::Stream(s) => s,
+    };
+    let broke = |e: JsValue| Some(format!("{e:?}"));
+    let reader = Reflect::get(&stream, &"getReader".into())
+        .and_then(|f| f.dyn_into::<Function>())
+        .and_then(|f| f.call0(&stream))
+        .map_err(broke)?;
+    let read: Function = Reflect::get(&reader, &"read".into())
+        .and_then(|f| f.dyn_into::<Function>())
+        .map_err(broke)?;
+    let mut out = Vec::new();
+    loop {
+        let promise: js_sys::Promise = read
+            .call0(&reader)
+            .and_then(|p| p.dyn_into())
+            .map_err(broke)?;
+        let chunk = JsFuture::from(promise).await.map_err(broke)?;
+        if Reflect::get(&chunk, &"done".into()).is_ok_and(|d| d.is_truthy()) {
+            return Ok(out);
+        }
+        let value = Reflect::get(&chunk, &"value".into()).map_err(broke)?;
+        let bytes = Uint8Array::new(&value);
+        if out.len() + bytes.length() as usize > limit {
+            if let Ok(cancel) =
+                Reflect::get(&reader, &"cancel".into()).and_then(|f| f.dyn_into::<Function>())
+            {
+                let _ = cancel.call0(&reader);
+            }
+            return Err(None);
+        }
+        out.extend_from_slice(&bytes.to_vec());
+    }
+}

@@ -7,8 +7,12 @@
 //!
 //! Bindings (wrangler.toml): KV namespace `EDGEGATE_CONFIG` (config pointer and versions,
 //! Registry snapshot), Durable Object namespace `EDGEGATE_COUNTERS` (class [`RateCounter`]:
-//! rate-limit counters), vars `EDGEGATE_CONFIG_REFRESH_MS` (how often an isolate re-reads the
-//! pointer, default 5000) and `EDGEGATE_SNAPSHOT_REFRESH_MS` (the snapshot, default 30000).
+//! rate-limit counters), Durable Object namespace `EDGEGATE_CONTROL` (class [`Control`]: the
+//! emergency overrides, one object), vars `EDGEGATE_CONFIG_REFRESH_MS` (how often an isolate
+//! re-reads the pointer, default 5000), `EDGEGATE_SNAPSHOT_REFRESH_MS` (the snapshot, default
+//! 30000), `EDGEGATE_CONTROL_REFRESH_MS` (the overrides, default 3000), the admin API's
+//! `EDGEGATE_ADMIN_PREFIX` / `EDGEGATE_ADMIN_HOST` / `EDGEGATE_ADMIN_RATE_LIMIT`, and the
+//! secret `EDGEGATE_ADMIN_TOKEN` (unset: the admin API is off).
 
 mod body;
 mod convert;
@@ -17,10 +21,12 @@ mod crypto;
 mod platform;
 
 /// The Durable Object classes, exported from this wasm so the runtime finds them.
-pub use edgegate_durable_objects::RateCounter;
+pub use edgegate_durable_objects::{Control, RateCounter};
 
 use edgegate_core::access_log::event_line;
-use edgegate_core::pipeline::{Gateway, RuntimeSettings};
+use edgegate_core::admin::{AdminSettings, BodyError, MAX_BODY_BYTES};
+use edgegate_core::control::ControlCache;
+use edgegate_core::pipeline::{Gateway, RuntimeSettings, DEFAULT_CONTROL_REFRESH_MS};
 use platform::WorkerPlatform;
 use std::rc::Rc;
 use worker::{event, Context, Env, Result, ScheduleContext, ScheduledEvent};
@@ -40,30 +46,76 @@ fn gateway(env: &Env) -> Rc<Gateway> {
                     .unwrap_or(default)
             };
             let defaults = RuntimeSettings::default();
-            Rc::new(Gateway::new(RuntimeSettings {
-                config_refresh_ms: ms("EDGEGATE_CONFIG_REFRESH_MS", defaults.config_refresh_ms),
-                snapshot_refresh_ms: ms(
-                    "EDGEGATE_SNAPSHOT_REFRESH_MS",
-                    defaults.snapshot_refresh_ms,
+            let (admin, problems) =
+                AdminSettings::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
+            for problem in problems {
+                let line = event_line(
+                    "admin_settings_invalid",
+                    worker::Date::now().as_millis(),
+                    serde_json::json!({ "problem": problem }),
+                );
+                worker::console_log!("{}", line);
+            }
+            Rc::new(
+                Gateway::new(RuntimeSettings {
+                    config_refresh_ms: ms("EDGEGATE_CONFIG_REFRESH_MS", defaults.config_refresh_ms),
+                    snapshot_refresh_ms: ms(
+                        "EDGEGATE_SNAPSHOT_REFRESH_MS",
+                        defaults.snapshot_refresh_ms,
+                    ),
+                })
+                .with_admin(admin)
+                // Warm re-reads of the overrides run after the response (waitUntil below).
+                .with_control(
+                    ControlCache::new(ms(
+                        "EDGEGATE_CONTROL_REFRESH_MS",
+                        DEFAULT_CONTROL_REFRESH_MS,
+                    ))
+                    .with_background_refresh(),
                 ),
-            }))
+            )
         })
         .clone()
     })
 }
 
-/// Every request: convert, run the pipeline, convert back. Takes the raw runtime request (no
-/// `request.cf` read, no URL re-parse). Errors only if the runtime refuses to build the
-/// response (a bug); the pipeline itself never fails.
+/// Every request: convert, run the pipeline (or the admin API, for its prefix or host),
+/// convert back. Takes the raw runtime request (no `request.cf` read, no URL re-parse).
+/// Errors only if the runtime refuses to build the response (a bug); the pipeline itself
+/// never fails.
 #[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
     let platform = WorkerPlatform::new(&env, &req);
     let (head, body) = convert::inbound(&req);
-    let response = gateway(&env).handle(&platform, head, body).await;
+    let gateway = gateway(&env);
+    let response = match gateway.admin_match(&head) {
+        Some(target) => {
+            let read = body::read_limited(body, MAX_BODY_BYTES);
+            let read = async move {
+                read.await.map_err(|e| match e {
+                    None => BodyError::TooLarge,
+                    Some(detail) => BodyError::Unreadable(detail),
+                })
+            };
+            gateway.handle_admin(&platform, &head, target, read).await
+        }
+        None => gateway.handle(&platform, head, body).await,
+    };
+    if gateway.control().take_wanted() {
+        // The overrides' re-read, after the response: no request waits for the round trip.
+        let env = env.clone();
+        ctx.wait_until(async move {
+            gateway
+                .control()
+                .refresh(&WorkerPlatform::without_request(&env))
+                .await;
+        });
+    }
     Ok(convert::outbound(response)?)
 }
 
-/// Cron: re-read the config pointer and the Registry snapshot's manifest now, so every isolate
+/// Cron: re-read the config pointer, the emergency overrides and the Registry snapshot's
+/// manifest now, so every isolate
 /// that runs the cron picks up a new version (or logs why it did not) without waiting for a
 /// request; then prefetch the keys of
 /// every identity provider, so requests rarely wait for a JWKS fetch.
@@ -72,6 +124,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let platform = WorkerPlatform::without_request(&env);
     let gateway = gateway(&env);
     let outcome = gateway.config_store().refresh(&platform).await;
+    let control = gateway.control().refresh(&platform).await;
     let snapshot = gateway.snapshot_store().refresh(&platform).await;
     let keys = match gateway.config_store().active() {
         Some(config) => gateway.authenticator().prefetch(&platform, &config).await,
@@ -82,7 +135,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         worker::Date::now().as_millis(),
         serde_json::json!({
             "cron": event.cron(), "outcome": format!("{outcome:?}"),
-            "snapshot": format!("{snapshot:?}"), "jwks_keys": keys,
+            "snapshot": format!("{snapshot:?}"), "jwks_keys": keys, "control_reachable": control,
         }),
     );
     worker::console_log!("{}", line);

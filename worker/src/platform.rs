@@ -6,9 +6,9 @@ use crate::convert::{apply_edits, JsHeaders};
 use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
-    ClientCertificate, ClientCertificates, ClientGeo, Clock, CounterCall, CounterReply, Counters,
-    Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache,
-    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    ClientCertificate, ClientCertificates, ClientGeo, Clock, Control, CounterCall, CounterReply,
+    Counters, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
+    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use futures_util::future::{select, Either};
 use std::time::Duration;
@@ -434,18 +434,66 @@ impl Counters for WorkerPlatform {
     /// through workers-rs' `Request`/`Response` wrappers, which cost CPU on every call.
     async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
         let fail = |e: String| PlatformError(format!("counter {}: {e}", call.key));
-        let js = |e: JsValue| fail(format!("{e:?}"));
+        let body = serde_json::to_string(call).map_err(|e| fail(e.to_string()))?;
+        let text = self
+            .object_call(
+                edgegate_durable_objects::COUNTER_BINDING,
+                &call.key,
+                "https://counter/",
+                &body,
+            )
+            .await
+            .map_err(fail)?;
+        serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// The emergency overrides: the one `Control` object, over the same raw stub fetch.
+impl Control for WorkerPlatform {
+    async fn control(
+        &self,
+        call: &edgegate_core::control::ControlCall,
+    ) -> Result<edgegate_core::control::ControlReply, PlatformError> {
+        let fail = |e: String| PlatformError(format!("control object: {e}"));
+        let body = serde_json::to_string(call).map_err(|e| fail(e.to_string()))?;
+        let text = self
+            .object_call(
+                edgegate_durable_objects::CONTROL_BINDING,
+                edgegate_core::control::OBJECT_NAME,
+                "https://control/",
+                &body,
+            )
+            .await
+            .map_err(fail)?;
+        serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
+    }
+}
+
+impl WorkerPlatform {
+    /// One `POST` of `body` to the Durable Object `name` of namespace `binding`, built and
+    /// read through the JS APIs directly (a `web_sys::Request` with a string body, the stub's
+    /// own `fetch`, one `text()`), not through workers-rs' `Request`/`Response` wrappers,
+    /// which cost CPU on every call. Returns the 200 answer's text.
+    ///
+    /// Errors: no such binding, the call failed, or the object answered another status.
+    async fn object_call(
+        &self,
+        binding: &str,
+        name: &str,
+        url: &str,
+        body: &str,
+    ) -> Result<String, String> {
+        let js = |e: JsValue| format!("{e:?}");
         let stub: worker::worker_sys::DurableObject = self
             .env
-            .durable_object(edgegate_durable_objects::COUNTER_BINDING)
-            .and_then(|ns| ns.get_by_name(&call.key))
-            .map_err(|e| fail(e.to_string()))?
+            .durable_object(binding)
+            .and_then(|ns| ns.get_by_name(name))
+            .map_err(|e| e.to_string())?
             .into_rpc();
-        let body = serde_json::to_string(call).map_err(|e| fail(e.to_string()))?;
         let init = web_sys::RequestInit::new();
         init.set_method("POST");
-        init.set_body(&JsValue::from_str(&body));
-        let req = web_sys::Request::new_with_str_and_init("https://counter/", &init).map_err(js)?;
+        init.set_body(&JsValue::from_str(body));
+        let req = web_sys::Request::new_with_str_and_init(url, &init).map_err(js)?;
         let resp: web_sys::Response = JsFuture::from(stub.fetch_with_request(&req).map_err(js)?)
             .await
             .map_err(js)?
@@ -457,13 +505,9 @@ impl Counters for WorkerPlatform {
             .as_string()
             .unwrap_or_default();
         if resp.status() != 200 {
-            return Err(PlatformError(format!(
-                "counter {} answered {}: {text}",
-                call.key,
-                resp.status()
-            )));
+            return Err(format!("answered {}: {text}", resp.status()));
         }
-        serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
+        Ok(text)
     }
 }
 
