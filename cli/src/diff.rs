@@ -1,5 +1,5 @@
 //! `edgegate diff <a.json> <b.json> [--json] [--exit-code]`: what changes when config `b`
-//! replaces config `a`.
+//! replaces config `a` (either may also be a bundle, `.egb`: its config is compared).
 //!
 //! Both documents are read with the gateway's own types, so defaults are filled in first: a
 //! field left out and the same field at its default are no difference. Compared, by name:
@@ -9,7 +9,7 @@
 //! pools, identity providers, gateway settings and any other top-level field (e.g. the embedded
 //! `snapshot` manifest). A changed item lists each changed field with its old and new value.
 
-use crate::error::{read_text, CliError, EXIT_DIFFERENT};
+use crate::error::{CliError, EXIT_DIFFERENT};
 use crate::Outcome;
 use edgegate_core::config::spec::ConfigDocument;
 use edgegate_core::config::{ConfigError, ConfigErrors};
@@ -169,12 +169,28 @@ fn short(v: Option<&Value>) -> String {
     }
 }
 
-/// Reads a config with the gateway's types (defaults filled in) and back as JSON.
+/// Reads a config (a JSON document, or the config of a bundle) with the gateway's types
+/// (defaults filled in) and back as JSON.
 ///
-/// Errors: [`CliError::Io`]; [`CliError::Invalid`] when it does not have the config's shape,
-/// each problem's path prefixed with the file.
+/// Errors: [`CliError::Io`]; [`CliError::Refused`] for a malformed bundle;
+/// [`CliError::Invalid`] when it does not have the config's shape, each problem's path
+/// prefixed with the file.
 pub fn load(path: &Path) -> Result<Value, CliError> {
-    let text = read_text(path)?;
+    let raw = std::fs::read(path).map_err(CliError::io(path, "reading"))?;
+    // A bundle (`EGB1…`): compare its config.
+    let text = if raw.starts_with(b"EGB1") {
+        edgegate_core::bundle::decode(&raw)
+            .map_err(|e| CliError::Refused(format!("{}: {e}", path.display())))?
+            .config
+            .to_string()
+    } else {
+        String::from_utf8(raw).map_err(|e| {
+            CliError::invalid(
+                format!("{}:$", path.display()),
+                format!("not UTF-8 text: {e}"),
+            )
+        })?
+    };
     let prefix = |errors: ConfigErrors| {
         CliError::Invalid(ConfigErrors(
             errors
@@ -184,9 +200,19 @@ pub fn load(path: &Path) -> Result<Value, CliError> {
                 .collect(),
         ))
     };
-    match serde_json::from_str::<ConfigDocument>(&text) {
-        Ok(doc) => serde_json::to_value(&doc)
-            .map_err(|e| CliError::SelfCheck(format!("re-serializing {}: {e}", path.display()))),
+    // The embedded snapshot manifest is compared as it is (a core without the `snapshot`
+    // field would refuse it).
+    let parsed = serde_json::from_str::<Value>(&text).and_then(|mut value| {
+        let snapshot = value.as_object_mut().and_then(|o| o.remove("snapshot"));
+        let doc = serde_json::from_value::<ConfigDocument>(value)?;
+        let mut out = serde_json::to_value(&doc)?;
+        if let (Some(snapshot), Some(o)) = (snapshot, out.as_object_mut()) {
+            o.insert("snapshot".into(), snapshot);
+        }
+        Ok(out)
+    });
+    match parsed {
+        Ok(value) => Ok(value),
         // The compiler reports every structural problem with its path.
         Err(first) => Err(prefix(
             edgegate_core::config::compile(&text, "diff")

@@ -545,3 +545,20 @@ fn push_into_the_real_local_wrangler_kv_reads_back() {
         b"Value not found\n"
     );
 }
+
+#[test]
+fn diff_compares_a_bundles_config_with_a_config() {
+    let s = Scratch::new("diff");
+    let egb = make_bundle(&s, "d", 10, "4096");
+    let (code, out, err) = cli(&["diff", CONFIG, &egb]);
+    assert_eq!(code, EXIT_OK, "{err}");
+    assert!(
+        out.starts_with("other: 1 added\n  + snapshot\n"),
+        "only the embedded snapshot differs: {out}"
+    );
+    let (code, out, _) = cli(&["diff", &egb, &egb, "--exit-code"]);
+    assert_eq!((code, out.as_str()), (EXIT_OK, "no differences\n"));
+    let junk = s.file("junk.egb", "EGB1 not really");
+    let (code, _, err) = cli(&["diff", &junk, CONFIG]);
+    assert_eq!(code, EXIT_INVALID, "{err}");
+}
