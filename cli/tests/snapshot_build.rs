@@ -117,9 +117,8 @@ fn a_big_snapshot_is_sharded_and_reads_back_through_join_and_decode() {
     let input = s.file("snap.json", &serde_json::to_string(&doc).expect("json"));
     let out = s.0.join("out");
     let report = build_snapshot(&BuildOptions {
-        input,
-        out_dir: out.clone(),
         shard_bytes: 4096,
+        ..BuildOptions::new(input, &out)
     })
     .expect("builds");
     let expected = encode(&doc);

@@ -1,0 +1,116 @@
+//! `edgegate validate <config.json> [--platform workers|spin] [--json]`: compiles a config
+//! document exactly as the gateway does when it activates a version, and reports every problem
+//! with its JSON path.
+
+use crate::error::{read_text, CliError, EXIT_INVALID};
+use crate::Outcome;
+use edgegate_core::config::{compile_for, Capabilities, CompiledConfig, ConfigErrors};
+use std::path::PathBuf;
+
+/// The platform whose capabilities the config is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Platform {
+    /// Cloudflare Workers: every feature.
+    Workers,
+    /// Fermyon Spin: no client certificates (`mtls`).
+    Spin,
+}
+
+impl Platform {
+    /// The core's capabilities of this platform.
+    pub fn capabilities(self) -> Capabilities {
+        match self {
+            Platform::Workers => Capabilities {
+                client_certificates: true,
+            },
+            Platform::Spin => Capabilities {
+                client_certificates: false,
+            },
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Workers => "workers",
+            Platform::Spin => "spin",
+        }
+    }
+}
+
+/// The arguments of `validate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ValidateArgs {
+    /// The config document (JSON).
+    pub config: PathBuf,
+    /// Check against this platform's capabilities.
+    #[arg(long, value_enum, default_value_t = Platform::Workers)]
+    pub platform: Platform,
+    /// Print the result as one JSON object on stdout (`{"valid": …, "errors": [{"path",
+    /// "message"}]}`), also when invalid.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Compiles config text for `platform` (the version id is irrelevant to validity).
+///
+/// Errors: every problem, each with its JSON path.
+pub fn check(text: &str, platform: Platform) -> Result<CompiledConfig, ConfigErrors> {
+    compile_for(text, "validate", platform.capabilities())
+}
+
+/// The one-line summary of a valid config.
+pub fn summary(config: &CompiledConfig) -> String {
+    let n = |count: usize, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
+    format!(
+        "{}, {}, {}, {}",
+        n(config.apis().len(), "API", "APIs"),
+        n(config.routes().len(), "route", "routes"),
+        n(config.pools().len(), "pool", "pools"),
+        n(
+            config.identity_providers().len(),
+            "identity provider",
+            "identity providers"
+        ),
+    )
+}
+
+/// Runs `validate`.
+///
+/// Without `--json`: prints `<file>: valid for <platform> (<summary>)`; an invalid config is
+/// [`CliError::Invalid`] (one `path: message` line per problem on stderr, exit 2). With
+/// `--json` the report goes to stdout either way, with exit code 2 when invalid.
+///
+/// Errors: [`CliError::Io`] when the file cannot be read; [`CliError::Invalid`].
+pub fn run(args: &ValidateArgs) -> Result<Outcome, CliError> {
+    let text = read_text(&args.config)?;
+    let platform = args.platform.name();
+    match (check(&text, args.platform), args.json) {
+        (Ok(config), true) => Ok(Outcome::stdout(
+            serde_json::json!({
+                "valid": true,
+                "platform": platform,
+                "apis": config.apis().len(),
+                "routes": config.routes().len(),
+                "pools": config.pools().len(),
+                "identity_providers": config.identity_providers().len(),
+            })
+            .to_string(),
+        )),
+        (Ok(config), false) => Ok(Outcome::stdout(format!(
+            "{}: valid for {platform} ({})",
+            args.config.display(),
+            summary(&config)
+        ))),
+        (Err(errors), true) => Ok(Outcome {
+            code: EXIT_INVALID,
+            ..Outcome::stdout(
+                serde_json::json!({"valid": false, "platform": platform, "errors": errors})
+                    .to_string(),
+            )
+        }),
+        (Err(errors), false) => Err(CliError::Invalid(errors)),
+    }
+}
