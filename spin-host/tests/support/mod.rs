@@ -1,0 +1,248 @@
+//! Test support: the probe component, the host process, a blocking HTTP client, a tiny
+//! backend and a private redis-server. Everything listens on 127.0.0.1 only.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The probe component (tests/fixtures/probe), built once per test binary for
+/// wasm32-wasip2 into `<target>/spin-host-probe`, or taken from `SPIN_PROBE_WASM`.
+pub fn probe_wasm() -> PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        if let Ok(p) = std::env::var("SPIN_PROBE_WASM") {
+            return PathBuf::from(p);
+        }
+        let manifest =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/probe/Cargo.toml");
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../probe");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("running cargo to build the probe component");
+        assert!(status.success(), "building the probe component failed");
+        target.join("wasm32-wasip2/release/spin_probe.wasm")
+    })
+    .clone()
+}
+
+/// A running `edgegate-spin-host`, killed on drop. stdout lines after the address line are
+/// kept in `output`.
+pub struct HostProc {
+    child: Child,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub output: Arc<Mutex<Vec<String>>>,
+}
+
+impl HostProc {
+    /// Starts the host on the probe with `args` and waits (at most 60 s: the component is
+    /// compiled first) for its address line.
+    pub fn start(args: &[String]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgegate-spin-host"))
+            .arg("--component")
+            .arg(probe_wasm())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting edgegate-spin-host");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the host printed no address line within 60 s (see stderr)");
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).expect("address line is JSON");
+        let addr = |k: &str| v[k].as_str().unwrap().parse().unwrap();
+        Self {
+            http: addr("http"),
+            admin: addr("admin"),
+            child,
+            output,
+        }
+    }
+
+    /// A request to the component.
+    pub fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        http(self.http, method, path, body)
+    }
+}
+
+impl Drop for HostProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status and the body as text.
+/// Panics on I/O errors or a 10 s timeout (a test failure either way).
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// A backend on 127.0.0.1 that answers every request `200 <reply>` and counts requests.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    pub fn start(reply: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().map_while(Result::ok) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = conn.write_all(resp.as_bytes());
+            }
+        });
+        Self { addr, hits }
+    }
+}
+
+/// A private redis-server on a free 127.0.0.1 port (no persistence), killed on drop; or the
+/// server named by `EDGEGATE_TEST_REDIS` (`redis://…`). None when neither is available:
+/// the caller skips with a message.
+pub struct Redis {
+    child: Option<Child>,
+    pub url: String,
+}
+
+impl Redis {
+    pub fn start() -> Option<Self> {
+        if let Ok(url) = std::env::var("EDGEGATE_TEST_REDIS") {
+            return Some(Self { child: None, url });
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let redis = Self {
+            child: Some(child),
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| n > 0) {
+                    return Some(redis);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `--flag value` pairs as owned strings.
+pub fn args(pairs: &[(&str, &str)]) -> Vec<String> {
+    pairs
+        .iter()
+        .flat_map(|(f, v)| [f.to_string(), v.to_string()])
+        .collect()
+}
+
+/// A fresh empty directory under the target's tmp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
