@@ -1,0 +1,318 @@
+//! The core's platform traits on Spin: key-value for config and the shared cache, variables
+//! for secrets, outbound `wasi:http` for backends and the control plane, Redis for exact
+//! counters, and in-wasm crypto. No decisions: each method is a representation change.
+
+use crate::timer::sleep_ms;
+use edgegate_core::auth::{JwsAlgorithm, PublicKey};
+use edgegate_core::headers::HeaderList;
+use edgegate_core::platform::{
+    ClientCertificate, ClientCertificates, ClientGeo, Clock, CounterCall, CounterReply, Counters,
+    Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache,
+    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
+use futures::future::{select, Either};
+use spin_sdk::http::{ErrorCode, Method, Request, Response, SendError};
+use spin_sdk::key_value::Store;
+use std::cell::OnceCell;
+
+/// The key-value store holding config, snapshot and cache entries (spin.toml
+/// `key_value_stores`).
+pub const STORE: &str = "default";
+/// The Spin variable naming the Redis server for exact counters (`redis://host:port`).
+pub const REDIS_VARIABLE: &str = "redis_address";
+/// Key prefix of [`SharedCache`] entries in the store.
+const CACHE_PREFIX: &str = "edgegate-cache:";
+/// Optimistic-transaction attempts per counter call before it is reported as unreachable.
+const COUNTER_ATTEMPTS: usize = 16;
+
+/// The platform of one request.
+pub struct SpinPlatform {
+    store: OnceCell<Result<Store, String>>,
+}
+
+impl SpinPlatform {
+    /// A platform for one request. `_client_ip` is already in the request head; kept for
+    /// symmetry with the worker's constructor.
+    pub fn new(_client_ip: Option<String>) -> Self {
+        Self {
+            store: OnceCell::new(),
+        }
+    }
+
+    fn store(&self) -> Result<&Store, PlatformError> {
+        self.store
+            .get_or_init(|| Store::open(STORE).map_err(|e| format!("key-value {STORE:?}: {e:?}")))
+            .as_ref()
+            .map_err(|e| PlatformError(e.clone()))
+    }
+}
+
+impl Clock for SpinPlatform {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        sleep_ms(ms).await
+    }
+}
+
+impl Random for SpinPlatform {
+    fn fill(&self, buf: &mut [u8]) {
+        let bytes = wasi::random::random::get_random_bytes(buf.len() as u64);
+        buf.copy_from_slice(&bytes[..buf.len()]);
+    }
+}
+
+impl Log for SpinPlatform {
+    fn log_line(&self, line: &str) {
+        println!("{line}");
+    }
+}
+
+impl Kv for SpinPlatform {
+    async fn get_text(&self, key: &str) -> Result<Option<String>, PlatformError> {
+        match self.get_bytes(key).await? {
+            Some(b) => String::from_utf8(b)
+                .map(Some)
+                .map_err(|_| PlatformError(format!("{key}: not UTF-8"))),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
+        self.store()?
+            .get(key)
+            .map_err(|e| PlatformError(format!("key-value get {key}: {e:?}")))
+    }
+}
+
+fn method(m: &str) -> Method {
+    match m.to_ascii_uppercase().as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "CONNECT" => Method::Connect,
+        "OPTIONS" => Method::Options,
+        "TRACE" => Method::Trace,
+        "PATCH" => Method::Patch,
+        _ => Method::Other(m.to_string()),
+    }
+}
+
+/// Sends `req` and waits at most `timeout_ms` for the response. `Ok(None)`: timed out.
+async fn send_with_timeout(req: Request, timeout_ms: u64) -> Result<Option<Response>, SendError> {
+    let send = std::pin::pin!(spin_sdk::http::send::<_, Response>(req));
+    let timer = std::pin::pin!(sleep_ms(timeout_ms));
+    match select(send, timer).await {
+        Either::Left((r, _)) => r.map(Some),
+        Either::Right(((), _)) => Ok(None),
+    }
+}
+
+fn response_headers(resp: &Response) -> HeaderList {
+    let mut list = HeaderList::new();
+    for (name, value) in resp.headers() {
+        if let Some(v) = value.as_str() {
+            list.append(name, v);
+        }
+    }
+    list
+}
+
+impl Upstream for SpinPlatform {
+    /// Buffered for now: Spin's streaming types (`OutgoingRequest` / `IncomingResponse`)
+    /// are the next step.
+    type Body = Vec<u8>;
+    type Headers = HeaderList;
+
+    async fn send(
+        &self,
+        inbound: &HeaderList,
+        req: &UpstreamRequest,
+        body: Vec<u8>,
+    ) -> Result<UpstreamResponse<Vec<u8>, HeaderList>, UpstreamError> {
+        let headers = req.headers.apply(inbound);
+        let mut builder = Request::builder();
+        builder.method(method(&req.method)).uri(req.url.as_str());
+        for (name, value) in headers.iter() {
+            builder.header(name, value);
+        }
+        let out = builder.body(body).build();
+        match send_with_timeout(out, req.timeout_ms).await {
+            Ok(Some(resp)) => Ok(UpstreamResponse {
+                status: *resp.status(),
+                headers: response_headers(&resp),
+                body: resp.into_body(),
+            }),
+            Ok(None) => Err(UpstreamError::Timeout),
+            Err(SendError::Http(ErrorCode::HttpRequestDenied)) => Err(UpstreamError::Connect(
+                format!("{}: not in allowed_outbound_hosts", req.url),
+            )),
+            Err(SendError::RequestConversion(e)) => Err(UpstreamError::Invalid(e.to_string())),
+            Err(e) => Err(UpstreamError::Connect(format!("{e:?}"))),
+        }
+    }
+
+    fn try_clone_body(&self, body: &Vec<u8>) -> Option<Vec<u8>> {
+        Some(body.clone())
+    }
+
+    async fn buffer_body(&self, body: Vec<u8>, limit: u64) -> Result<Vec<u8>, PlatformError> {
+        if body.len() as u64 > limit {
+            return Err(PlatformError(format!("body over {limit} bytes")));
+        }
+        Ok(body)
+    }
+
+    fn empty_body(&self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+impl Crypto for SpinPlatform {
+    async fn verify_signature(
+        &self,
+        alg: JwsAlgorithm,
+        key: &PublicKey,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, PlatformError> {
+        edgegate_core::auth::soft_crypto::verify(alg, key, signing_input, signature)
+    }
+
+    async fn sign_ed25519(
+        &self,
+        _key_id: &str,
+        seed: &[u8; 32],
+        message: &[u8],
+    ) -> Result<Vec<u8>, PlatformError> {
+        Ok(edgegate_core::auth::soft_crypto::sign_ed25519(
+            seed, message,
+        ))
+    }
+}
+
+impl Http for SpinPlatform {
+    async fn fetch_buffered(
+        &self,
+        req: &HttpRequest,
+        max_body: usize,
+    ) -> Result<HttpResponse, PlatformError> {
+        let mut builder = Request::builder();
+        builder.method(method(&req.method)).uri(req.url.as_str());
+        for (name, value) in &req.headers {
+            builder.header(name, value);
+        }
+        let out = builder.body(req.body.clone().unwrap_or_default()).build();
+        match send_with_timeout(out, req.timeout_ms).await {
+            Ok(Some(resp)) if resp.body().len() > max_body => Err(PlatformError(format!(
+                "{}: body over {max_body} bytes",
+                req.url
+            ))),
+            Ok(Some(resp)) => Ok(HttpResponse {
+                status: *resp.status(),
+                headers: response_headers(&resp),
+                body: resp.into_body(),
+            }),
+            Ok(None) => Err(PlatformError(format!("{}: timed out", req.url))),
+            Err(e) => Err(PlatformError(format!("{}: {e:?}", req.url))),
+        }
+    }
+}
+
+impl Secrets for SpinPlatform {
+    /// Spin variable names are lower case: the config's `INTERNAL_JWT_SECRET` is the Spin
+    /// variable `internal_jwt_secret`.
+    fn secret(&self, name: &str) -> Option<String> {
+        spin_sdk::variables::get(&name.to_ascii_lowercase()).ok()
+    }
+}
+
+impl SharedCache for SpinPlatform {
+    async fn shared_get(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
+        let key = format!("{CACHE_PREFIX}{key}");
+        let Some(raw) = self.get_bytes(&key).await? else {
+            return Ok(None);
+        };
+        let Some((expiry, value)) = raw.split_first_chunk::<8>() else {
+            return Ok(None);
+        };
+        Ok((u64::from_be_bytes(*expiry) > self.now_ms()).then(|| value.to_vec()))
+    }
+
+    async fn shared_put(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), PlatformError> {
+        let expiry = self.now_ms().saturating_add(ttl_s.saturating_mul(1000));
+        let mut raw = expiry.to_be_bytes().to_vec();
+        raw.extend_from_slice(value);
+        self.store()?
+            .set(&format!("{CACHE_PREFIX}{key}"), &raw)
+            .map_err(|e| PlatformError(format!("key-value set: {e:?}")))
+    }
+}
+
+impl ClientCertificates for SpinPlatform {
+    fn supports_client_certificates(&self) -> bool {
+        false
+    }
+
+    fn client_certificate(&self) -> Option<ClientCertificate> {
+        None
+    }
+}
+
+impl ClientGeo for SpinPlatform {
+    fn client_country(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Counters for SpinPlatform {
+    /// One counter call as an optimistic Redis transaction: WATCH the key, read the state,
+    /// apply the call in wasm (the core's [`CounterCall::apply`]), then MULTI/SET/EXEC; a
+    /// concurrent change aborts the EXEC and the call is retried on the new state.
+    async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
+        use spin_sdk::redis::{Connection, RedisParameter as P, RedisResult as R};
+        let addr = spin_sdk::variables::get(REDIS_VARIABLE)
+            .ok()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| PlatformError(format!("no {REDIS_VARIABLE} variable: no counters")))?;
+        let err =
+            |what: &str, e: spin_sdk::redis::Error| PlatformError(format!("redis {what}: {e:?}"));
+        let conn = Connection::open(&addr).map_err(|e| err("open", e))?;
+        let key = format!("edgegate:counter:{}", call.key);
+        let bin = |s: &str| P::Binary(s.as_bytes().to_vec());
+        for _ in 0..COUNTER_ATTEMPTS {
+            conn.execute("WATCH", &[bin(&key)])
+                .map_err(|e| err("WATCH", e))?;
+            let mut state = match conn.get(&key).map_err(|e| err("GET", e))? {
+                Some(raw) => serde_json::from_slice(&raw)
+                    .map_err(|e| PlatformError(format!("counter state {key}: {e}")))?,
+                None => Default::default(),
+            };
+            let (reply, changed) = call.apply(&mut state, self.now_ms());
+            if !changed {
+                conn.execute("UNWATCH", &[])
+                    .map_err(|e| err("UNWATCH", e))?;
+                return Ok(reply);
+            }
+            let json = serde_json::to_vec(&state)
+                .map_err(|e| PlatformError(format!("counter state: {e}")))?;
+            conn.execute("MULTI", &[]).map_err(|e| err("MULTI", e))?;
+            conn.execute("SET", &[bin(&key), P::Binary(json)])
+                .map_err(|e| err("SET", e))?;
+            let exec = conn.execute("EXEC", &[]).map_err(|e| err("EXEC", e))?;
+            if !matches!(exec.as_slice(), [R::Nil] | []) {
+                return Ok(reply);
+            }
+        }
+        Err(PlatformError(format!(
+            "counter {key}: {COUNTER_ATTEMPTS} conflicting updates in a row"
+        )))
+    }
+}
