@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds the Spin test host (spin-host/, wasmtime 48.0.8) and its probe component, and installs
+# Builds the Spin test host (spin-host/, wasmtime 48.0.8), its probe component and the edgegate
+# Spin component (spin/) its gateway tests run, and installs
 # redis-server when it is missing and apt-get can install it. Skips what is already there.
 #
 # The host is its own workspace with its own Cargo.lock and target dir (target/spin-host, or
 # $SPIN_HOST_TARGET_DIR), so the gateway's build never compiles wasmtime. It builds niced.
 # Cold: ~12 min wall (8.6 min CPU) on a loaded 2-core machine (wasmtime + cranelift), plus ~2 min
-# for the probe; afterwards a few seconds.
+# for the probe and ~2 min for the edgegate component; afterwards a few seconds.
 #
 # Prints the host binary's path on the last line of stdout.
 set -euo pipefail
@@ -41,5 +42,8 @@ CARGO_TARGET_DIR="$target" nice -n 15 cargo build --release --locked \
 say "building the probe component (wasm32-wasip2; cold ~2 min)"
 CARGO_TARGET_DIR="$target/probe" nice -n 15 cargo build --release --locked --target wasm32-wasip2 \
   --manifest-path spin-host/tests/fixtures/probe/Cargo.toml >&2
+say "building the edgegate Spin component for the host's gateway tests (cold ~2 min)"
+CARGO_TARGET_DIR="$target/edgegate-spin" nice -n 15 cargo build --release --locked --target wasm32-wasip2 \
+  --manifest-path spin/Cargo.toml >&2
 say "ready in $(( $(date +%s) - start )) s"
 echo "$target/release/edgegate-spin-host"

@@ -23,7 +23,10 @@ pub const REDIS_VARIABLE: &str = "redis_address";
 /// Key prefix of [`SharedCache`] entries in the store.
 const CACHE_PREFIX: &str = "edgegate-cache:";
 /// Optimistic-transaction attempts per counter call before it is reported as unreachable.
-const COUNTER_ATTEMPTS: usize = 16;
+/// Between attempts a conflicting call waits a random 0..2^n ms (n = attempt, at most 32 ms),
+/// so contenders on a hot key spread out instead of colliding again.
+const COUNTER_ATTEMPTS: u32 = 64;
+const COUNTER_MAX_BACKOFF_MS: u64 = 32;
 
 /// The platform of one request.
 pub struct SpinPlatform {
@@ -287,7 +290,11 @@ impl Counters for SpinPlatform {
         let conn = Connection::open(&addr).map_err(|e| err("open", e))?;
         let key = format!("edgegate:counter:{}", call.key);
         let bin = |s: &str| P::Binary(s.as_bytes().to_vec());
-        for _ in 0..COUNTER_ATTEMPTS {
+        for attempt in 0..COUNTER_ATTEMPTS {
+            if attempt > 0 {
+                let cap = (1u64 << attempt.min(5)).min(COUNTER_MAX_BACKOFF_MS);
+                sleep_ms(self.next_u64() % (cap + 1)).await;
+            }
             conn.execute("WATCH", &[bin(&key)])
                 .map_err(|e| err("WATCH", e))?;
             let mut state = match conn.get(&key).map_err(|e| err("GET", e))? {

@@ -12,35 +12,64 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The probe component (tests/fixtures/probe), built once per test binary for
-/// wasm32-wasip2 into `<target>/spin-host-probe`, or taken from `SPIN_PROBE_WASM`.
+/// wasm32-wasip2 into `<target>/probe`, or taken from `SPIN_PROBE_WASM`.
 pub fn probe_wasm() -> PathBuf {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| {
-        if let Ok(p) = std::env::var("SPIN_PROBE_WASM") {
-            return PathBuf::from(p);
-        }
-        let manifest =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/probe/Cargo.toml");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../probe");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("running cargo to build the probe component");
-        assert!(status.success(), "building the probe component failed");
-        target.join("wasm32-wasip2/release/spin_probe.wasm")
+        build_component(
+            "SPIN_PROBE_WASM",
+            "tests/fixtures/probe",
+            "probe",
+            "spin_probe",
+        )
     })
     .clone()
+}
+
+/// The edgegate Spin component (../spin), built once per test binary for wasm32-wasip2 into
+/// `<target>/edgegate-spin`, or taken from `EDGEGATE_SPIN_WASM`.
+pub fn gateway_wasm() -> PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        build_component(
+            "EDGEGATE_SPIN_WASM",
+            "../spin",
+            "edgegate-spin",
+            "edgegate_spin",
+        )
+    })
+    .clone()
+}
+
+/// Builds the crate at `dir` (relative to this crate) for wasm32-wasip2 in release, into
+/// `<target>/<target_name>`, unless `env` names a prebuilt component.
+fn build_component(env: &str, dir: &str, target_name: &str, wasm_name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
+        return PathBuf::from(p);
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(dir)
+        .join("Cargo.toml");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("..")
+        .join(target_name);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("running cargo to build a component");
+    assert!(status.success(), "building {} failed", manifest.display());
+    target.join(format!("wasm32-wasip2/release/{wasm_name}.wasm"))
 }
 
 /// A running `edgegate-spin-host`, killed on drop. stdout lines after the address line are
@@ -56,9 +85,14 @@ impl HostProc {
     /// Starts the host on the probe with `args` and waits (at most 60 s: the component is
     /// compiled first) for its address line.
     pub fn start(args: &[String]) -> Self {
+        Self::start_component(&probe_wasm(), args)
+    }
+
+    /// Starts the host on `component` with `args`.
+    pub fn start_component(component: &Path, args: &[String]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgegate-spin-host"))
             .arg("--component")
-            .arg(probe_wasm())
+            .arg(component)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -110,10 +144,27 @@ impl Drop for HostProc {
 /// One HTTP/1.1 request with `Connection: close`; returns the status and the body as text.
 /// Panics on I/O errors or a 10 s timeout (a test failure either way).
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let (status, _, body) = http_full(addr, method, path, &[], body);
+    (status, body)
+}
+
+/// Like [`http`], with extra request headers; returns the status, the response head in lower
+/// case, and the body.
+pub fn http_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
@@ -135,7 +186,7 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, St
     } else {
         rest.to_string()
     };
-    (status, body)
+    (status, head.to_ascii_lowercase(), body)
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -151,10 +202,12 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-/// A backend on 127.0.0.1 that answers every request `200 <reply>` and counts requests.
+/// A backend on 127.0.0.1 that answers every request `200 <reply>`, counts requests and
+/// keeps the first 4 KiB of each (`requests`).
 pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    pub requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl Backend {
@@ -162,12 +215,16 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (counter, log) = (hits.clone(), requests.clone());
         std::thread::spawn(move || {
             for mut conn in listener.incoming().map_while(Result::ok) {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf);
+                let n = conn.read(&mut buf).unwrap_or(0);
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                     reply.len()
@@ -175,7 +232,11 @@ impl Backend {
                 let _ = conn.write_all(resp.as_bytes());
             }
         });
-        Self { addr, hits }
+        Self {
+            addr,
+            hits,
+            requests,
+        }
     }
 }
 
