@@ -1,9 +1,12 @@
 //! Spin request → core [`RequestHead`], core response → Spin response. No decisions: only
 //! representation changes, and Spin's own trigger headers (`spin-*`) are kept from the core.
 
+use crate::body::SpinBody;
+use edgegate_core::access_log::event_line;
 use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{GatewayResponse, RequestHead, ResponseBody};
-use spin_sdk::http::{Method, Request, Response};
+use futures::StreamExt as _;
+use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
 
 /// The headers Spin's HTTP trigger adds to every request. They describe the platform's routing,
 /// not the client's request, so they are not forwarded.
@@ -41,26 +44,29 @@ fn client_ip(addr: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_string())
 }
 
-/// The core's view of a Spin request, and its (buffered) body.
-pub fn inbound(req: &Request) -> (RequestHead, Vec<u8>) {
-    let header = |name: &str| {
-        req.header(name)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
+/// The core's view of a Spin request, and its body as a stream.
+pub fn inbound(req: IncomingRequest) -> (RequestHead, SpinBody) {
     let mut headers = HeaderList::new();
-    for (name, value) in req.headers() {
-        if SPIN_HEADERS.contains(&name) {
+    let (mut full_url, mut client_addr, mut host) = (String::new(), None, None);
+    for (name, value) in req.headers().entries() {
+        let Ok(value) = String::from_utf8(value) else {
             continue;
-        }
-        if let Some(v) = value.as_str() {
-            headers.append(name, v);
+        };
+        match name.as_str() {
+            "spin-full-url" => full_url = value,
+            "spin-client-addr" => client_addr = Some(value),
+            n if SPIN_HEADERS.contains(&n) => {}
+            n => {
+                if n == "host" {
+                    host = Some(value.clone());
+                }
+                headers.append(n, value);
+            }
         }
     }
     // wasi:http hides the Host header from components (a forbidden header); Spin gives the
-    // request's scheme and authority in `spin-full-url`.
-    let full_url = header("spin-full-url").unwrap_or_default();
-    let (scheme, authority) = match full_url.split_once("://") {
+    // request's scheme and authority in `spin-full-url` (and as the request's authority).
+    let (scheme, url_authority) = match full_url.split_once("://") {
         Some((s, rest)) => (
             s.to_ascii_lowercase(),
             rest.split(['/', '?'])
@@ -70,30 +76,63 @@ pub fn inbound(req: &Request) -> (RequestHead, Vec<u8>) {
         ),
         None => ("http".to_string(), String::new()),
     };
-    let host = header("host").unwrap_or(authority);
-    let query = req.query();
+    let host = host
+        .or_else(|| req.authority())
+        .filter(|h| !h.is_empty())
+        .unwrap_or(url_authority);
+    let path_with_query = req.path_with_query().unwrap_or_else(|| "/".into());
+    let (path, query) = match path_with_query.split_once('?') {
+        Some((p, q)) => (p.to_string(), (!q.is_empty()).then(|| q.to_string())),
+        None => (path_with_query, None),
+    };
     let head = RequestHead {
-        method: method_str(req.method()),
+        method: method_str(&req.method()),
         scheme,
         host,
-        path: req.path().to_string(),
-        query: (!query.is_empty()).then(|| query.to_string()),
+        path,
+        query,
         headers,
-        client_ip: header("spin-client-addr").and_then(|a| client_ip(&a)),
+        client_ip: client_addr.and_then(|a| client_ip(&a)),
     };
-    (head, req.body().to_vec())
+    let stream = req
+        .into_body_stream()
+        .map(|r| r.map_err(|e| format!("{e:?}")));
+    (head, SpinBody::from_stream(Box::pin(stream)))
 }
 
-/// The Spin response for the core's answer.
-pub fn outbound(resp: GatewayResponse<Vec<u8>>) -> Response {
+/// Sends the core's answer: head first, then the body streamed through.
+///
+/// A header the runtime refuses (a forbidden name or an invalid value) is dropped and logged;
+/// a body that breaks midway ends the response early (the client sees a truncated body).
+pub async fn outbound(resp: GatewayResponse<SpinBody>, out: ResponseOutparam) {
     let headers = resp.header_list();
-    let body = match resp.body {
-        ResponseBody::Upstream(b) | ResponseBody::Bytes(b) => b,
-    };
-    let mut builder = Response::builder();
-    builder.status(resp.status);
+    let fields = Fields::new();
     for (name, value) in headers.iter() {
-        builder.header(name, value);
+        if let Err(e) = fields.append(name, value.as_bytes()) {
+            log_event(
+                "spin_header_refused",
+                serde_json::json!({"name": name, "error": format!("{e:?}")}),
+            );
+        }
     }
-    builder.body(body).build()
+    let response = OutgoingResponse::new(fields);
+    let _ = response.set_status_code(resp.status);
+    let sink = response.take_body();
+    out.set(response);
+    let body = match resp.body {
+        ResponseBody::Upstream(b) => b,
+        ResponseBody::Bytes(b) => SpinBody::Bytes(b),
+    };
+    if let Err(e) = body.pipe(sink).await {
+        log_event("response_body_broken", serde_json::json!({ "error": e }));
+    }
+}
+
+/// One operational event line on stdout, in the core's format.
+fn log_event(name: &str, fields: serde_json::Value) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    println!("{}", event_line(name, now_ms, fields));
 }

@@ -14,23 +14,24 @@
 //! `allowed_outbound_hosts` and the variables: secrets the config names (lower-cased: Spin
 //! variable names are lower case) and `redis_address` for exact rate limits.
 //!
-//! Status: a first cut. Bodies are buffered in memory (Spin's streaming request/response types
-//! are the next step); see the issue note for what is missing.
+//! Bodies stream in both directions ([`body::SpinBody`]); a request body is buffered only
+//! when the core asks for a replayable copy (failover).
 
+mod body;
 mod convert;
 mod platform;
 mod timer;
 
 use edgegate_core::pipeline::{Gateway, RuntimeSettings};
 use platform::SpinPlatform;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
-/// Every request: convert, run the pipeline, convert back. Never fails: the pipeline turns
-/// every failure into a problem+json reply.
+/// Every request: convert, run the pipeline, send the answer (bodies stream through in both
+/// directions). Never fails: the pipeline turns every failure into a problem+json reply.
 #[http_component]
-async fn handle(req: Request) -> Response {
-    let (head, body) = convert::inbound(&req);
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let (head, body) = convert::inbound(req);
     let platform = SpinPlatform::new(head.client_ip.clone());
     // A fresh instance per request: refresh intervals of 0 read the config pointer and the
     // snapshot manifest on this request (there is no older copy to serve from).
@@ -39,5 +40,5 @@ async fn handle(req: Request) -> Response {
         snapshot_refresh_ms: 0,
     });
     let response = gateway.handle(&platform, head, body).await;
-    convert::outbound(response)
+    convert::outbound(response, out).await
 }

@@ -2,6 +2,7 @@
 //! for secrets, outbound `wasi:http` for backends and the control plane, Redis for exact
 //! counters, and in-wasm crypto. No decisions: each method is a representation change.
 
+use crate::body::SpinBody;
 use crate::timer::sleep_ms;
 use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::headers::HeaderList;
@@ -11,7 +12,10 @@ use edgegate_core::platform::{
     Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use futures::future::{select, Either};
-use spin_sdk::http::{ErrorCode, Method, Request, Response, SendError};
+use spin_sdk::http::{
+    ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, Request, Response, Scheme,
+    SendError,
+};
 use spin_sdk::key_value::Store;
 use std::cell::OnceCell;
 
@@ -128,53 +132,114 @@ fn response_headers(resp: &Response) -> HeaderList {
     list
 }
 
+/// `http://host:port/path?q` → (scheme, authority, path with query).
+fn split_url(url: &str) -> Option<(Scheme, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_string()),
+    };
+    let cut = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(cut);
+    Some((scheme, authority, if path.is_empty() { "/" } else { path }))
+}
+
+fn fields_to_list(fields: &Fields) -> HeaderList {
+    let mut list = HeaderList::new();
+    for (name, value) in fields.entries() {
+        if let Ok(v) = String::from_utf8(value) {
+            list.append(&name, v);
+        }
+    }
+    list
+}
+
+fn upstream_error(url: &str, e: SendError) -> UpstreamError {
+    match e {
+        SendError::Http(ErrorCode::HttpRequestDenied) => {
+            UpstreamError::Connect(format!("{url}: not in allowed_outbound_hosts"))
+        }
+        SendError::RequestConversion(e) => UpstreamError::Invalid(e.to_string()),
+        e => UpstreamError::Connect(format!("{e:?}")),
+    }
+}
+
 impl Upstream for SpinPlatform {
-    /// Buffered for now: Spin's streaming types (`OutgoingRequest` / `IncomingResponse`)
-    /// are the next step.
-    type Body = Vec<u8>;
+    type Body = SpinBody;
     type Headers = HeaderList;
 
+    /// Streams the request body while waiting for the response head; the timeout starts
+    /// once the body has been sent. A response that arrives before the body is sent ends
+    /// the upload there.
     async fn send(
         &self,
         inbound: &HeaderList,
         req: &UpstreamRequest,
-        body: Vec<u8>,
-    ) -> Result<UpstreamResponse<Vec<u8>, HeaderList>, UpstreamError> {
-        let headers = req.headers.apply(inbound);
-        let mut builder = Request::builder();
-        builder.method(method(&req.method)).uri(req.url.as_str());
-        for (name, value) in headers.iter() {
-            builder.header(name, value);
+        body: SpinBody,
+    ) -> Result<UpstreamResponse<SpinBody, HeaderList>, UpstreamError> {
+        let (scheme, authority, path) = split_url(&req.url)
+            .ok_or_else(|| UpstreamError::Invalid(format!("bad upstream URL {:?}", req.url)))?;
+        let fields = Fields::new();
+        for (name, value) in req.headers.apply(inbound).iter() {
+            fields
+                .append(name, value.as_bytes())
+                .map_err(|e| UpstreamError::Invalid(format!("header {name}: {e:?}")))?;
         }
-        let out = builder.body(body).build();
-        match send_with_timeout(out, req.timeout_ms).await {
-            Ok(Some(resp)) => Ok(UpstreamResponse {
-                status: *resp.status(),
-                headers: response_headers(&resp),
-                body: resp.into_body(),
+        if let Some(len) = req.content_length {
+            fields
+                .set("content-length", &[len.to_string().into_bytes()])
+                .map_err(|e| UpstreamError::Invalid(format!("content-length: {e:?}")))?;
+        }
+        let out = OutgoingRequest::new(fields);
+        let invalid = |what: &str| UpstreamError::Invalid(format!("{what} of {}", req.url));
+        out.set_method(&method(&req.method))
+            .map_err(|()| invalid("method"))?;
+        out.set_scheme(Some(&scheme))
+            .map_err(|()| invalid("scheme"))?;
+        out.set_authority(Some(authority))
+            .map_err(|()| invalid("authority"))?;
+        out.set_path_with_query(Some(path))
+            .map_err(|()| invalid("path"))?;
+        let sink = out.take_body();
+
+        let response = std::pin::pin!(spin_sdk::http::send::<_, IncomingResponse>(out));
+        let upload_then_timer = std::pin::pin!(async {
+            let sent = body.pipe(sink).await;
+            sleep_ms(req.timeout_ms).await;
+            sent
+        });
+        match select(response, upload_then_timer).await {
+            Either::Left((Ok(resp), _)) => Ok(UpstreamResponse {
+                status: resp.status(),
+                headers: fields_to_list(&resp.headers()),
+                body: SpinBody::from_response(resp),
             }),
-            Ok(None) => Err(UpstreamError::Timeout),
-            Err(SendError::Http(ErrorCode::HttpRequestDenied)) => Err(UpstreamError::Connect(
-                format!("{}: not in allowed_outbound_hosts", req.url),
-            )),
-            Err(SendError::RequestConversion(e)) => Err(UpstreamError::Invalid(e.to_string())),
-            Err(e) => Err(UpstreamError::Connect(format!("{e:?}"))),
+            Either::Left((Err(e), _)) => Err(upstream_error(&req.url, e)),
+            Either::Right((Ok(()), _)) => Err(UpstreamError::Timeout),
+            Either::Right((Err(e), _)) => Err(UpstreamError::Connect(format!(
+                "{}: sending the request body: {e}",
+                req.url
+            ))),
         }
     }
 
-    fn try_clone_body(&self, body: &Vec<u8>) -> Option<Vec<u8>> {
-        Some(body.clone())
-    }
-
-    async fn buffer_body(&self, body: Vec<u8>, limit: u64) -> Result<Vec<u8>, PlatformError> {
-        if body.len() as u64 > limit {
-            return Err(PlatformError(format!("body over {limit} bytes")));
+    fn try_clone_body(&self, body: &SpinBody) -> Option<SpinBody> {
+        match body {
+            SpinBody::Bytes(b) => Some(SpinBody::Bytes(b.clone())),
+            SpinBody::Stream(_) => None,
         }
-        Ok(body)
     }
 
-    fn empty_body(&self) -> Vec<u8> {
-        Vec::new()
+    async fn buffer_body(&self, body: SpinBody, limit: u64) -> Result<SpinBody, PlatformError> {
+        body.collect(limit)
+            .await
+            .map(SpinBody::Bytes)
+            .map_err(PlatformError)
+    }
+
+    fn empty_body(&self) -> SpinBody {
+        SpinBody::Bytes(Vec::new())
     }
 }
 
