@@ -150,3 +150,24 @@ fn exact_rate_limits_on_redis_admit_exactly_the_limit() {
         "statuses: {statuses:?}\nerrors: {errors:#?}"
     );
 }
+
+#[test]
+fn a_config_asking_for_client_certificates_is_refused_on_spin() {
+    let backend = Backend::start("ok");
+    let mtls = format!(
+        r#", "policies": {{"auth": {{"accept": ["mtls"], "mtls": {{"certificates":
+        [{{"fingerprint_sha256": "{}", "consumer": "billing"}}]}}}}}}"#,
+        "ab".repeat(32)
+    );
+    let host = start("mtls", &backend, &config(backend.addr, &mtls), &[]);
+    let (status, _, body) = http_full(host.http, "GET", "/users-api/v2/users/1", &[], b"");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no_config"), "{body}");
+    assert_eq!(backend.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let output = host.output.lock().unwrap().join("\n");
+    assert!(
+        output.contains("config_rejected") && output.contains("`mtls` is not available"),
+        "{output}"
+    );
+}
