@@ -146,6 +146,15 @@ fn spin_request_headers_are_set() {
     assert!(body.contains("spin-path-info: /headers"), "{body}");
 }
 
+#[test]
+fn a_trapping_request_gets_500_and_the_host_keeps_serving() {
+    let host = HostProc::start(&[]);
+    let (status, body) = host.call("GET", "/panic", b"");
+    assert_eq!(status, 500);
+    assert!(body.contains("component failed"), "{body}");
+    assert_eq!(host.call("GET", "/kv?store=default&key=x", b"").0, 404);
+}
+
 fn redis_or_skip(test: &str) -> Option<Redis> {
     let r = Redis::start();
     if r.is_none() {
