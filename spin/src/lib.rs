@@ -32,7 +32,7 @@ use spin_sdk::http_component;
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let (head, body) = convert::inbound(req);
-    let platform = SpinPlatform::new(head.client_ip.clone());
+    let platform = SpinPlatform::new();
     // A fresh instance per request: refresh intervals of 0 read the config pointer and the
     // snapshot manifest on this request (there is no older copy to serve from).
     let gateway = Gateway::new(RuntimeSettings {

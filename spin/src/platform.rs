@@ -35,15 +35,32 @@ const COUNTER_MAX_BACKOFF_MS: u64 = 32;
 /// The platform of one request.
 pub struct SpinPlatform {
     store: OnceCell<Result<Store, String>>,
+    redis: OnceCell<Result<spin_sdk::redis::Connection, String>>,
 }
 
 impl SpinPlatform {
-    /// A platform for one request. `_client_ip` is already in the request head; kept for
-    /// symmetry with the worker's constructor.
-    pub fn new(_client_ip: Option<String>) -> Self {
+    /// A platform for one request; the store and the Redis connection open on first use.
+    pub fn new() -> Self {
         Self {
             store: OnceCell::new(),
+            redis: OnceCell::new(),
         }
+    }
+
+    /// The request's Redis connection (one per request, shared by its counter calls).
+    ///
+    /// Errors: no `redis_address` variable (or an empty one), or the connection failed.
+    fn redis(&self) -> Result<&spin_sdk::redis::Connection, PlatformError> {
+        self.redis
+            .get_or_init(|| {
+                let addr = spin_sdk::variables::get(REDIS_VARIABLE)
+                    .ok()
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| format!("no {REDIS_VARIABLE} variable: no counters"))?;
+                spin_sdk::redis::Connection::open(&addr).map_err(|e| format!("redis open: {e:?}"))
+            })
+            .as_ref()
+            .map_err(|e| PlatformError(e.clone()))
     }
 
     fn store(&self) -> Result<&Store, PlatformError> {
@@ -344,15 +361,15 @@ impl Counters for SpinPlatform {
     /// One counter call as an optimistic Redis transaction: WATCH the key, read the state,
     /// apply the call in wasm (the core's [`CounterCall::apply`]), then MULTI/SET/EXEC; a
     /// concurrent change aborts the EXEC and the call is retried on the new state.
+    ///
+    /// The request's calls share one connection, and WATCH is per connection: nothing
+    /// between WATCH and EXEC may await (the Redis calls are synchronous; the only await is
+    /// the backoff before WATCH), so two counter calls of one request never interleave there.
     async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
-        use spin_sdk::redis::{Connection, RedisParameter as P, RedisResult as R};
-        let addr = spin_sdk::variables::get(REDIS_VARIABLE)
-            .ok()
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| PlatformError(format!("no {REDIS_VARIABLE} variable: no counters")))?;
+        use spin_sdk::redis::{RedisParameter as P, RedisResult as R};
         let err =
             |what: &str, e: spin_sdk::redis::Error| PlatformError(format!("redis {what}: {e:?}"));
-        let conn = Connection::open(&addr).map_err(|e| err("open", e))?;
+        let conn = self.redis()?;
         let key = format!("edgegate:counter:{}", call.key);
         let bin = |s: &str| P::Binary(s.as_bytes().to_vec());
         for attempt in 0..COUNTER_ATTEMPTS {
