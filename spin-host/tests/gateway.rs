@@ -109,9 +109,10 @@ fn a_new_config_version_in_the_store_is_served_at_once() {
 #[test]
 fn exact_rate_limits_on_redis_admit_exactly_the_limit() {
     let Some(redis) = Redis::start() else {
-        eprintln!(
-            "SKIPPED exact_rate_limits_on_redis_admit_exactly_the_limit: no redis-server \
-             (apt-get install -y redis-server)"
+        support::skip(
+            "exact_rate_limits_on_redis_admit_exactly_the_limit",
+            "no redis-server on PATH and no EDGEGATE_TEST_REDIS \
+             (install it: apt-get install -y redis-server)",
         );
         return;
     };

@@ -158,9 +158,10 @@ fn a_trapping_request_gets_500_and_the_host_keeps_serving() {
 fn redis_or_skip(test: &str) -> Option<Redis> {
     let r = Redis::start();
     if r.is_none() {
-        eprintln!(
-            "SKIPPED {test}: no redis-server on PATH and no EDGEGATE_TEST_REDIS \
-             (install it: apt-get install -y redis-server)"
+        support::skip(
+            test,
+            "no redis-server on PATH and no EDGEGATE_TEST_REDIS \
+             (install it: apt-get install -y redis-server)",
         );
     }
     r

@@ -307,3 +307,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Says a test was skipped, on the real stderr (libtest captures `eprintln!` of passing
+/// tests, and a skip must be visible in the run's output).
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
