@@ -148,7 +148,7 @@ fn spin_request_headers_are_set() {
 
 #[test]
 fn a_trapping_request_gets_500_and_the_host_keeps_serving() {
-    let host = HostProc::start(&[]);
+    let host = HostProc::start_quiet(&[]);
     let (status, body) = host.call("GET", "/panic", b"");
     assert_eq!(status, 500);
     assert!(body.contains("component failed"), "{body}");

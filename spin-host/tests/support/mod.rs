@@ -88,14 +88,25 @@ impl HostProc {
         Self::start_component(&probe_wasm(), args)
     }
 
-    /// Starts the host on `component` with `args`.
+    /// Starts the host on `component` with `args`; its stderr (the host's messages and the
+    /// component's stderr) goes to the test's.
     pub fn start_component(component: &Path, args: &[String]) -> Self {
+        Self::spawn(component, args, Stdio::inherit())
+    }
+
+    /// Starts the host on the probe with its stderr discarded (for tests that make the
+    /// component panic on purpose, whose message would look like a test failure).
+    pub fn start_quiet(args: &[String]) -> Self {
+        Self::spawn(&probe_wasm(), args, Stdio::null())
+    }
+
+    fn spawn(component: &Path, args: &[String], stderr: Stdio) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgegate-spin-host"))
             .arg("--component")
             .arg(component)
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting edgegate-spin-host");
         let stdout = child.stdout.take().expect("piped stdout");
