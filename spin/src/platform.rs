@@ -1,0 +1,407 @@
+//! The core's platform traits on Spin: key-value for config and the shared cache, variables
+//! for secrets, outbound `wasi:http` for backends and the control plane, Redis for exact
+//! counters, and in-wasm crypto. No decisions: each method is a representation change.
+
+use crate::body::SpinBody;
+use crate::timer::sleep_ms;
+use edgegate_core::auth::{JwsAlgorithm, PublicKey};
+use edgegate_core::headers::HeaderList;
+use edgegate_core::platform::{
+    ClientCertificate, ClientCertificates, ClientGeo, Clock, CounterCall, CounterReply, Counters,
+    Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache,
+    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
+use futures::future::{select, Either};
+use spin_sdk::http::{
+    ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, Request, Response, Scheme,
+    SendError,
+};
+use spin_sdk::key_value::Store;
+use std::cell::OnceCell;
+
+/// The key-value store holding config, snapshot and cache entries (spin.toml
+/// `key_value_stores`).
+pub const STORE: &str = "default";
+/// The Spin variable naming the Redis server for exact counters (`redis://host:port`).
+pub const REDIS_VARIABLE: &str = "redis_address";
+/// Key prefix of [`SharedCache`] entries in the store.
+const CACHE_PREFIX: &str = "edgegate-cache:";
+/// Optimistic-transaction attempts per counter call before it is reported as unreachable.
+/// Between attempts a conflicting call waits a random 0..2^n ms (n = attempt, at most 32 ms),
+/// so contenders on a hot key spread out instead of colliding again.
+const COUNTER_ATTEMPTS: u32 = 64;
+const COUNTER_MAX_BACKOFF_MS: u64 = 32;
+
+/// The platform of one request.
+pub struct SpinPlatform {
+    store: OnceCell<Result<Store, String>>,
+    redis: OnceCell<Result<spin_sdk::redis::Connection, String>>,
+}
+
+impl SpinPlatform {
+    /// A platform for one request; the store and the Redis connection open on first use.
+    pub fn new() -> Self {
+        Self {
+            store: OnceCell::new(),
+            redis: OnceCell::new(),
+        }
+    }
+
+    /// The request's Redis connection (one per request, shared by its counter calls).
+    ///
+    /// Errors: no `redis_address` variable (or an empty one), or the connection failed.
+    fn redis(&self) -> Result<&spin_sdk::redis::Connection, PlatformError> {
+        self.redis
+            .get_or_init(|| {
+                let addr = spin_sdk::variables::get(REDIS_VARIABLE)
+                    .ok()
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| format!("no {REDIS_VARIABLE} variable: no counters"))?;
+                spin_sdk::redis::Connection::open(&addr).map_err(|e| format!("redis open: {e:?}"))
+            })
+            .as_ref()
+            .map_err(|e| PlatformError(e.clone()))
+    }
+
+    fn store(&self) -> Result<&Store, PlatformError> {
+        self.store
+            .get_or_init(|| Store::open(STORE).map_err(|e| format!("key-value {STORE:?}: {e:?}")))
+            .as_ref()
+            .map_err(|e| PlatformError(e.clone()))
+    }
+}
+
+impl Clock for SpinPlatform {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        sleep_ms(ms).await
+    }
+}
+
+impl Random for SpinPlatform {
+    fn fill(&self, buf: &mut [u8]) {
+        let bytes = wasi::random::random::get_random_bytes(buf.len() as u64);
+        buf.copy_from_slice(&bytes[..buf.len()]);
+    }
+}
+
+impl Log for SpinPlatform {
+    fn log_line(&self, line: &str) {
+        println!("{line}");
+    }
+}
+
+impl Kv for SpinPlatform {
+    async fn get_text(&self, key: &str) -> Result<Option<String>, PlatformError> {
+        match self.get_bytes(key).await? {
+            Some(b) => String::from_utf8(b)
+                .map(Some)
+                .map_err(|_| PlatformError(format!("{key}: not UTF-8"))),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
+        self.store()?
+            .get(key)
+            .map_err(|e| PlatformError(format!("key-value get {key}: {e:?}")))
+    }
+}
+
+fn method(m: &str) -> Method {
+    match m.to_ascii_uppercase().as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "CONNECT" => Method::Connect,
+        "OPTIONS" => Method::Options,
+        "TRACE" => Method::Trace,
+        "PATCH" => Method::Patch,
+        _ => Method::Other(m.to_string()),
+    }
+}
+
+/// Sends `req` and waits at most `timeout_ms` for the response. `Ok(None)`: timed out.
+async fn send_with_timeout(req: Request, timeout_ms: u64) -> Result<Option<Response>, SendError> {
+    let send = std::pin::pin!(spin_sdk::http::send::<_, Response>(req));
+    let timer = std::pin::pin!(sleep_ms(timeout_ms));
+    match select(send, timer).await {
+        Either::Left((r, _)) => r.map(Some),
+        Either::Right(((), _)) => Ok(None),
+    }
+}
+
+fn response_headers(resp: &Response) -> HeaderList {
+    let mut list = HeaderList::new();
+    for (name, value) in resp.headers() {
+        if let Some(v) = value.as_str() {
+            list.append(name, v);
+        }
+    }
+    list
+}
+
+/// `http://host:port/path?q` → (scheme, authority, path with query).
+fn split_url(url: &str) -> Option<(Scheme, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_string()),
+    };
+    let cut = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(cut);
+    Some((scheme, authority, if path.is_empty() { "/" } else { path }))
+}
+
+fn fields_to_list(fields: &Fields) -> HeaderList {
+    let mut list = HeaderList::new();
+    for (name, value) in fields.entries() {
+        if let Ok(v) = String::from_utf8(value) {
+            list.append(&name, v);
+        }
+    }
+    list
+}
+
+fn upstream_error(url: &str, e: SendError) -> UpstreamError {
+    match e {
+        SendError::Http(ErrorCode::HttpRequestDenied) => {
+            UpstreamError::Connect(format!("{url}: not in allowed_outbound_hosts"))
+        }
+        SendError::RequestConversion(e) => UpstreamError::Invalid(e.to_string()),
+        e => UpstreamError::Connect(format!("{e:?}")),
+    }
+}
+
+impl Upstream for SpinPlatform {
+    type Body = SpinBody;
+    type Headers = HeaderList;
+
+    /// Streams the request body while waiting for the response head; the timeout starts
+    /// once the body has been sent. A response that arrives before the body is sent ends
+    /// the upload there.
+    async fn send(
+        &self,
+        inbound: &HeaderList,
+        req: &UpstreamRequest,
+        body: SpinBody,
+    ) -> Result<UpstreamResponse<SpinBody, HeaderList>, UpstreamError> {
+        let (scheme, authority, path) = split_url(&req.url)
+            .ok_or_else(|| UpstreamError::Invalid(format!("bad upstream URL {:?}", req.url)))?;
+        let fields = Fields::new();
+        for (name, value) in req.headers.apply(inbound).iter() {
+            fields
+                .append(name, value.as_bytes())
+                .map_err(|e| UpstreamError::Invalid(format!("header {name}: {e:?}")))?;
+        }
+        if let Some(len) = req.content_length {
+            fields
+                .set("content-length", &[len.to_string().into_bytes()])
+                .map_err(|e| UpstreamError::Invalid(format!("content-length: {e:?}")))?;
+        }
+        let out = OutgoingRequest::new(fields);
+        let invalid = |what: &str| UpstreamError::Invalid(format!("{what} of {}", req.url));
+        out.set_method(&method(&req.method))
+            .map_err(|()| invalid("method"))?;
+        out.set_scheme(Some(&scheme))
+            .map_err(|()| invalid("scheme"))?;
+        out.set_authority(Some(authority))
+            .map_err(|()| invalid("authority"))?;
+        out.set_path_with_query(Some(path))
+            .map_err(|()| invalid("path"))?;
+        let sink = out.take_body();
+
+        let response = std::pin::pin!(spin_sdk::http::send::<_, IncomingResponse>(out));
+        let upload_then_timer = std::pin::pin!(async {
+            let sent = body.pipe(sink).await;
+            sleep_ms(req.timeout_ms).await;
+            sent
+        });
+        match select(response, upload_then_timer).await {
+            Either::Left((Ok(resp), _)) => Ok(UpstreamResponse {
+                status: resp.status(),
+                headers: fields_to_list(&resp.headers()),
+                body: SpinBody::from_response(resp),
+            }),
+            Either::Left((Err(e), _)) => Err(upstream_error(&req.url, e)),
+            Either::Right((Ok(()), _)) => Err(UpstreamError::Timeout),
+            Either::Right((Err(e), _)) => Err(UpstreamError::Connect(format!(
+                "{}: sending the request body: {e}",
+                req.url
+            ))),
+        }
+    }
+
+    fn try_clone_body(&self, body: &SpinBody) -> Option<SpinBody> {
+        match body {
+            SpinBody::Bytes(b) => Some(SpinBody::Bytes(b.clone())),
+            SpinBody::Stream(_) => None,
+        }
+    }
+
+    async fn buffer_body(&self, body: SpinBody, limit: u64) -> Result<SpinBody, PlatformError> {
+        body.collect(limit)
+            .await
+            .map(SpinBody::Bytes)
+            .map_err(PlatformError)
+    }
+
+    fn empty_body(&self) -> SpinBody {
+        SpinBody::Bytes(Vec::new())
+    }
+}
+
+impl Crypto for SpinPlatform {
+    async fn verify_signature(
+        &self,
+        alg: JwsAlgorithm,
+        key: &PublicKey,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, PlatformError> {
+        edgegate_core::auth::soft_crypto::verify(alg, key, signing_input, signature)
+    }
+
+    async fn sign_ed25519(
+        &self,
+        _key_id: &str,
+        seed: &[u8; 32],
+        message: &[u8],
+    ) -> Result<Vec<u8>, PlatformError> {
+        Ok(edgegate_core::auth::soft_crypto::sign_ed25519(
+            seed, message,
+        ))
+    }
+}
+
+impl Http for SpinPlatform {
+    async fn fetch_buffered(
+        &self,
+        req: &HttpRequest,
+        max_body: usize,
+    ) -> Result<HttpResponse, PlatformError> {
+        let mut builder = Request::builder();
+        builder.method(method(&req.method)).uri(req.url.as_str());
+        for (name, value) in &req.headers {
+            builder.header(name, value);
+        }
+        let out = builder.body(req.body.clone().unwrap_or_default()).build();
+        match send_with_timeout(out, req.timeout_ms).await {
+            Ok(Some(resp)) if resp.body().len() > max_body => Err(PlatformError(format!(
+                "{}: body over {max_body} bytes",
+                req.url
+            ))),
+            Ok(Some(resp)) => Ok(HttpResponse {
+                status: *resp.status(),
+                headers: response_headers(&resp),
+                body: resp.into_body(),
+            }),
+            Ok(None) => Err(PlatformError(format!("{}: timed out", req.url))),
+            Err(e) => Err(PlatformError(format!("{}: {e:?}", req.url))),
+        }
+    }
+}
+
+impl Secrets for SpinPlatform {
+    /// Spin variable names are lower case: the config's `INTERNAL_JWT_SECRET` is the Spin
+    /// variable `internal_jwt_secret`.
+    fn secret(&self, name: &str) -> Option<String> {
+        spin_sdk::variables::get(&name.to_ascii_lowercase()).ok()
+    }
+}
+
+impl SharedCache for SpinPlatform {
+    async fn shared_get(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
+        let key = format!("{CACHE_PREFIX}{key}");
+        let Some(raw) = self.get_bytes(&key).await? else {
+            return Ok(None);
+        };
+        let Some((expiry, value)) = raw.split_first_chunk::<8>() else {
+            return Ok(None);
+        };
+        Ok((u64::from_be_bytes(*expiry) > self.now_ms()).then(|| value.to_vec()))
+    }
+
+    async fn shared_put(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), PlatformError> {
+        let expiry = self.now_ms().saturating_add(ttl_s.saturating_mul(1000));
+        let mut raw = expiry.to_be_bytes().to_vec();
+        raw.extend_from_slice(value);
+        self.store()?
+            .set(&format!("{CACHE_PREFIX}{key}"), &raw)
+            .map_err(|e| PlatformError(format!("key-value set: {e:?}")))
+    }
+}
+
+impl ClientCertificates for SpinPlatform {
+    fn supports_client_certificates(&self) -> bool {
+        false
+    }
+
+    fn client_certificate(&self) -> Option<ClientCertificate> {
+        None
+    }
+}
+
+impl ClientGeo for SpinPlatform {
+    fn client_country(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Counters for SpinPlatform {
+    /// One counter call as an optimistic Redis transaction: WATCH the key, read the state,
+    /// apply the call in wasm (the core's [`CounterCall::apply`]), then MULTI/SET/EXEC; a
+    /// concurrent change aborts the EXEC and the call is retried on the new state.
+    ///
+    /// The request's calls share one connection, and WATCH is per connection: nothing
+    /// between WATCH and EXEC may await (the Redis calls are synchronous; the only await is
+    /// the backoff before WATCH), so two counter calls of one request never interleave there.
+    async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
+        use spin_sdk::redis::{RedisParameter as P, RedisResult as R};
+        let err =
+            |what: &str, e: spin_sdk::redis::Error| PlatformError(format!("redis {what}: {e:?}"));
+        let conn = self.redis()?;
+        let key = format!("edgegate:counter:{}", call.key);
+        let bin = |s: &str| P::Binary(s.as_bytes().to_vec());
+        for attempt in 0..COUNTER_ATTEMPTS {
+            if attempt > 0 {
+                let cap = (1u64 << attempt.min(5)).min(COUNTER_MAX_BACKOFF_MS);
+                sleep_ms(self.next_u64() % (cap + 1)).await;
+            }
+            conn.execute("WATCH", &[bin(&key)])
+                .map_err(|e| err("WATCH", e))?;
+            let mut state = match conn.get(&key).map_err(|e| err("GET", e))? {
+                Some(raw) => serde_json::from_slice(&raw)
+                    .map_err(|e| PlatformError(format!("counter state {key}: {e}")))?,
+                None => Default::default(),
+            };
+            let (reply, changed) = call.apply(&mut state, self.now_ms());
+            if !changed {
+                conn.execute("UNWATCH", &[])
+                    .map_err(|e| err("UNWATCH", e))?;
+                return Ok(reply);
+            }
+            let json = serde_json::to_vec(&state)
+                .map_err(|e| PlatformError(format!("counter state: {e}")))?;
+            conn.execute("MULTI", &[]).map_err(|e| err("MULTI", e))?;
+            conn.execute("SET", &[bin(&key), P::Binary(json)])
+                .map_err(|e| err("SET", e))?;
+            let exec = conn.execute("EXEC", &[]).map_err(|e| err("EXEC", e))?;
+            if !matches!(exec.as_slice(), [R::Nil] | []) {
+                return Ok(reply);
+            }
+        }
+        Err(PlatformError(format!(
+            "counter {key}: {COUNTER_ATTEMPTS} conflicting updates in a row"
+        )))
+    }
+}
