@@ -5,7 +5,7 @@ use super::RegistryError;
 use crate::config::CompiledConfig;
 use crate::config_store::ConfigStore;
 use crate::platform::{ClientCertificates, Kv};
-use crate::snapshot::{decode, join, ShardManifest, SHARD_PREFIX};
+use crate::snapshot::{decode, join, ShardManifest, ShardReadError};
 
 /// Compiles `text` as version `id` exactly as the isolates' config stores will
 /// ([`ConfigStore::compile`]: platform capabilities, the admin API's reserved paths).
@@ -53,19 +53,13 @@ pub(super) async fn read_shards<P: Kv>(
     p: &P,
     manifest: &ShardManifest,
 ) -> Result<Vec<Vec<u8>>, RegistryError> {
-    let mut out = Vec::with_capacity(manifest.shards.min(64) as usize);
-    for i in 0..manifest.shards {
-        let key = manifest.shard_key(SHARD_PREFIX, i);
-        match p.get_bytes(&key).await {
-            Ok(Some(b)) => out.push(b),
-            Ok(None) => {
-                return Err(RegistryError::new(
-                    "snapshot_invalid",
-                    format!("shard {key} is not in the store"),
-                ))
-            }
-            Err(e) => return Err(RegistryError::store(&key, e)),
-        }
-    }
-    Ok(out)
+    crate::snapshot::read_shards(p, manifest)
+        .await
+        .map_err(|e| match e {
+            ShardReadError::Missing(key) => RegistryError::new(
+                "snapshot_invalid",
+                format!("shard {key} is not in the store"),
+            ),
+            ShardReadError::Store(key, e) => RegistryError::store(&key, e),
+        })
 }

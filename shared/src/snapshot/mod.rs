@@ -28,5 +28,5 @@ pub use model::{
     from_json, validate, Application, Cidr, CidrError, Consumer, ConsumerStatus, Credential,
     CredentialKind, Plan, SnapshotDoc, Subscription, SubscriptionFlags, SubscriptionStatus,
 };
-pub use shard::{join, shard, ShardManifest, KV_VALUE_LIMIT};
+pub use shard::{join, read_shards, shard, ShardManifest, ShardReadError, KV_VALUE_LIMIT};
 pub use store::{SnapshotRefresh, SnapshotStore, MANIFEST_KEY, SHARD_PREFIX};

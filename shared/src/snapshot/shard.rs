@@ -51,6 +51,36 @@ impl ShardManifest {
     }
 }
 
+/// Why the shards of a manifest could not be read from KV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardReadError {
+    /// This shard's key is not in the store (not written yet, or deleted).
+    Missing(String),
+    /// The store failed reading this key.
+    Store(String, crate::platform::PlatformError),
+}
+
+/// Reads the shards `manifest` lists from KV, in order (`snapshot:<sha256>:<i>`). Runs when
+/// an isolate loads a snapshot and when the Registry sync checks a stored version.
+///
+/// Errors: the first shard that is missing or cannot be read. The bytes are not checked
+/// here ([`join`] does that).
+pub async fn read_shards<P: crate::platform::Kv>(
+    p: &P,
+    manifest: &ShardManifest,
+) -> Result<Vec<Vec<u8>>, ShardReadError> {
+    let mut shards = Vec::with_capacity(manifest.shards.min(64) as usize);
+    for i in 0..manifest.shards {
+        let key = manifest.shard_key(super::SHARD_PREFIX, i);
+        match p.get_bytes(&key).await {
+            Ok(Some(b)) => shards.push(b),
+            Ok(None) => return Err(ShardReadError::Missing(key)),
+            Err(e) => return Err(ShardReadError::Store(key, e)),
+        }
+    }
+    Ok(shards)
+}
+
 /// Splits `bytes` into shards of at most `limit` bytes (a `limit` of 0 counts as 1) and
 /// describes them. Never fails; an empty input gives one empty shard.
 pub fn shard(bytes: &[u8], limit: usize) -> (ShardManifest, Vec<&[u8]>) {

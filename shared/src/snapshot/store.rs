@@ -13,7 +13,7 @@
 //! names. The store keeps the snapshot that was active before the current one, so a request
 //! that started on the previous config version still finds the snapshot that version names.
 
-use super::{decode, join, ShardManifest, Snapshot};
+use super::{decode, join, read_shards, ShardManifest, ShardReadError, Snapshot};
 use crate::access_log::event_line;
 use crate::config_store::refresh_due;
 use crate::platform::{Clock, Kv, Log};
@@ -207,14 +207,7 @@ impl SnapshotStore {
     }
 
     async fn refresh_inner<P: Kv + Clock + Log>(&self, p: &P) -> SnapshotRefresh {
-        let store_error = |key: &str, error: String| {
-            p.log_line(&event_line(
-                "snapshot_store_error",
-                p.now_ms(),
-                json!({"key": key, "error": error}),
-            ));
-            SnapshotRefresh::StoreError(error)
-        };
+        let store_error = |key: &str, error: String| store_error(p, key, error);
         let manifest: ShardManifest = match p.get_text(MANIFEST_KEY).await {
             Ok(None) => return SnapshotRefresh::NoManifest,
             Ok(Some(text)) => match serde_json::from_str(&text) {
@@ -239,32 +232,20 @@ impl SnapshotStore {
     /// Reads the shards `manifest` lists, joins and decodes them, and makes the snapshot
     /// active (the active one becomes the previous one). Logs as [`Self::refresh`].
     async fn load<P: Kv + Clock + Log>(&self, p: &P, manifest: &ShardManifest) -> SnapshotRefresh {
-        let store_error = |key: &str, error: String| {
-            p.log_line(&event_line(
-                "snapshot_store_error",
-                p.now_ms(),
-                json!({"key": key, "error": error}),
-            ));
-            SnapshotRefresh::StoreError(error)
-        };
         let sha = manifest.sha256.clone();
         self.state.borrow_mut().pinned_attempt = Some((sha.clone(), p.now_ms()));
-        let mut shards = Vec::with_capacity(manifest.shards.min(64) as usize);
-        for i in 0..manifest.shards {
-            let key = manifest.shard_key(SHARD_PREFIX, i);
-            match p.get_bytes(&key).await {
-                Ok(Some(b)) => shards.push(b),
-                Ok(None) => {
-                    p.log_line(&event_line(
-                        "snapshot_shard_missing",
-                        p.now_ms(),
-                        json!({"sha256": sha, "key": key}),
-                    ));
-                    return SnapshotRefresh::Missing(sha);
-                }
-                Err(e) => return store_error(&key, e.0),
+        let shards = match read_shards(p, manifest).await {
+            Ok(shards) => shards,
+            Err(ShardReadError::Missing(key)) => {
+                p.log_line(&event_line(
+                    "snapshot_shard_missing",
+                    p.now_ms(),
+                    json!({"sha256": sha, "key": key}),
+                ));
+                return SnapshotRefresh::Missing(sha);
             }
-        }
+            Err(ShardReadError::Store(key, e)) => return store_error(p, &key, e.0),
+        };
         if self.state.borrow().lookup(&sha).is_some() {
             return SnapshotRefresh::Unchanged(sha);
         }
@@ -312,4 +293,14 @@ impl SnapshotStore {
             }
         }
     }
+}
+
+/// Logs `snapshot_store_error` and says so.
+fn store_error<P: Clock + Log>(p: &P, key: &str, error: String) -> SnapshotRefresh {
+    p.log_line(&event_line(
+        "snapshot_store_error",
+        p.now_ms(),
+        json!({"key": key, "error": error}),
+    ));
+    SnapshotRefresh::StoreError(error)
 }
