@@ -1,6 +1,7 @@
 //! An in-memory platform for pipeline tests and benchmarks (feature `testing`): a manual
 //! clock, deterministic randomness, a map for KV, captured log lines and a scripted upstream.
 
+use crate::auth::soft_crypto::SoftCrypto;
 use crate::headers::HeaderList;
 
 use crate::platform::{
@@ -457,16 +458,18 @@ impl Crypto for FakePlatform {
         signature: &[u8],
     ) -> Result<bool, PlatformError> {
         self.verifications.set(self.verifications.get() + 1);
-        crate::auth::soft_crypto::verify(alg, key, signing_input, signature)
+        SoftCrypto
+            .verify_signature(alg, key, signing_input, signature)
+            .await
     }
 
     async fn sign_ed25519(
         &self,
-        _key_id: &str,
+        key_id: &str,
         seed: &[u8; 32],
         message: &[u8],
     ) -> Result<Vec<u8>, PlatformError> {
-        Ok(crate::auth::soft_crypto::sign_ed25519(seed, message))
+        SoftCrypto.sign_ed25519(key_id, seed, message).await
     }
 }
 

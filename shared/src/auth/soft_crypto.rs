@@ -84,3 +84,29 @@ pub fn sign_ed25519(seed: &[u8; 32], message: &[u8]) -> Vec<u8> {
         .to_bytes()
         .to_vec()
 }
+
+/// The platform [`crate::platform::Crypto`] of hosts without WebCrypto (the CLI, Spin, the
+/// fake platform): [`verify`] and [`sign_ed25519`] in Rust. Never fails but for unusable keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SoftCrypto;
+
+impl crate::platform::Crypto for SoftCrypto {
+    async fn verify_signature(
+        &self,
+        alg: JwsAlgorithm,
+        key: &PublicKey,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, PlatformError> {
+        verify(alg, key, signing_input, signature)
+    }
+
+    async fn sign_ed25519(
+        &self,
+        _key_id: &str,
+        seed: &[u8; 32],
+        message: &[u8],
+    ) -> Result<Vec<u8>, PlatformError> {
+        Ok(sign_ed25519(seed, message))
+    }
+}
