@@ -10,7 +10,7 @@ use crate::snapshot_build::{self, InputFormat, SnapshotInput, KV_LIST_FILE, MANI
 use crate::validate::{self, Platform};
 use crate::Outcome;
 use edgegate_core::bundle::{self, Bundle, DecodedBundle, PublicKeyEntry, Verified};
-use edgegate_core::config::{CompiledConfig, ConfigError, ConfigErrors};
+use edgegate_core::config::CompiledConfig;
 use edgegate_core::snapshot::{self, ShardManifest, KV_VALUE_LIMIT};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -69,30 +69,6 @@ pub fn read_snapshot_dir(dir: &Path) -> Result<Vec<u8>, CliError> {
     let bytes = snapshot::join(&manifest, &shards).map_err(|e| refused(e.to_string()))?;
     snapshot::decode(&bytes).map_err(|e| refused(e.to_string()))?;
     Ok(bytes)
-}
-
-/// Compiles a bundled config for `platform`.
-///
-/// Errors: every problem with its JSON path.
-pub fn compile(text: &str, platform: Platform) -> Result<CompiledConfig, ConfigErrors> {
-    match validate::check(text, platform) {
-        // A core that predates the config's `snapshot` field refuses it as unknown: compile
-        // the rest (the manifest itself is checked against the shards by [`check`]).
-        Err(ConfigErrors(errors))
-            if errors
-                .iter()
-                .any(|e| e.path == "$.snapshot" && e.message.starts_with("unknown field")) =>
-        {
-            let mut value: Value = serde_json::from_str(text).map_err(|e| {
-                ConfigErrors(vec![ConfigError::new("$", format!("not valid JSON: {e}"))])
-            })?;
-            if let Some(o) = value.as_object_mut() {
-                o.remove("snapshot");
-            }
-            validate::check(&value.to_string(), platform)
-        }
-        other => other,
-    }
 }
 
 /// The snapshot manifest a config names in its `snapshot` field, if any.
@@ -190,7 +166,7 @@ pub fn check<'a>(
             Some(snap.len().subscriptions)
         }
     };
-    let config = compile(decoded.config, platform).map_err(CliError::Invalid)?;
+    let config = validate::check(decoded.config, platform).map_err(CliError::Invalid)?;
     Ok(Checked {
         id: decoded.version_id(),
         decoded,

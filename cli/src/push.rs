@@ -12,8 +12,12 @@
 //! 4. `config:history` (read, the version moved to the front with `source: "push"`, entries
 //!    beyond `--keep` dropped; the gateway's registry history format, see [`History`]);
 //! 5. `config:active` = `<id>`: one write, last;
-//! 6. the dropped versions' `config:version:<id>` and the shards no kept version names are
-//!    deleted (`wrangler kv bulk delete`).
+//! 6. the dropped versions' `config:version:<id>` and the shards no kept version (nor the
+//!    hand-uploaded `snapshot:manifest`, read before step 2) names are deleted (`wrangler kv
+//!    bulk delete`).
+//!
+//! Steps 4 and 6 are the gateway's own retention rule ([`History::record_activation`],
+//! [`History::retention`]), so a push and a Registry sync keep and delete the same versions.
 //!
 //! The wrangler command is `--wrangler`, else `$EDGEGATE_WRANGLER`, else `wrangler` (split at
 //! spaces, so `npx wrangler` works).
@@ -23,18 +27,16 @@ use crate::error::CliError;
 use crate::keys::public_keys;
 use crate::verify::VerifyArgs;
 use crate::Outcome;
-use edgegate_core::snapshot::{ShardManifest, SHARD_PREFIX};
-use serde::{Deserialize, Serialize};
+use edgegate_core::config_store::version_key;
+use edgegate_core::snapshot::{ShardManifest, MANIFEST_KEY, SHARD_PREFIX};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The KV key of the active version's id.
-pub const ACTIVE_KEY: &str = "config:active";
-/// The KV key of the version history.
-pub const HISTORY_KEY: &str = "config:history";
-/// The prefix of version documents: `config:version:<id>`.
-pub const VERSION_PREFIX: &str = "config:version:";
+/// The KV key of the active version's id (the gateway's config pointer).
+pub use edgegate_core::config_store::POINTER_KEY as ACTIVE_KEY;
+/// The version history, its KV key and format: the gateway's own (`edgegate_core::registry`).
+pub use edgegate_core::registry::{History, HistoryEntry, Source, HISTORY_KEY};
 
 /// The arguments of `push`.
 #[derive(Debug, Clone, clap::Args)]
@@ -64,76 +66,6 @@ pub struct PushArgs {
     /// Versions kept in the history (older ones are deleted with their unshared shards).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub keep: u16,
-}
-
-/// What activated a version (the gateway's `registry::Source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// The Registry sync.
-    Sync,
-    /// An activation through the admin API.
-    Activate,
-    /// A rollback through the admin API.
-    Rollback,
-    /// This CLI's `push`.
-    Push,
-}
-
-/// One stored version (the gateway's `registry::HistoryEntry`, same JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// The version id.
-    pub id: String,
-    /// The bundle's label.
-    pub label: String,
-    /// When the bundle was built (unix ms).
-    pub created_at_ms: u64,
-    /// When it was stored (unix ms).
-    pub stored_at_ms: u64,
-    /// When it was last activated (unix ms).
-    pub activated_at_ms: u64,
-    /// What last activated it.
-    pub source: Source,
-    /// The key whose signature verified (`None`: accepted unsigned).
-    pub key_id: Option<String>,
-    /// The snapshot its config names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<ShardManifest>,
-}
-
-/// `config:history`: stored versions, newest activation first (the gateway's
-/// `registry::History`, same JSON: `{"entries": [...]}`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct History {
-    /// Newest activation first.
-    pub entries: Vec<HistoryEntry>,
-}
-
-impl History {
-    /// Moves `entry` to the front (keeping an earlier `stored_at_ms` of the same id).
-    pub fn activated(&mut self, mut entry: HistoryEntry, at_ms: u64, source: Source) {
-        if let Some(pos) = self.entries.iter().position(|e| e.id == entry.id) {
-            entry.stored_at_ms = self.entries.remove(pos).stored_at_ms;
-        }
-        entry.activated_at_ms = at_ms;
-        entry.source = source;
-        self.entries.insert(0, entry);
-    }
-
-    /// Keeps the first `keep` entries and the `active` one; returns the others.
-    pub fn retain_newest(&mut self, keep: usize, active: &str) -> Vec<HistoryEntry> {
-        let (mut kept, mut removed) = (Vec::new(), Vec::new());
-        for e in self.entries.drain(..) {
-            if kept.len() < keep || e.id == active {
-                kept.push(e);
-            } else {
-                removed.push(e);
-            }
-        }
-        self.entries = kept;
-        removed
-    }
 }
 
 /// The config KV as `push` uses it. [`Wrangler`] is the real one.
@@ -334,15 +266,18 @@ pub fn store(
     now_ms: u64,
 ) -> Result<Pushed, CliError> {
     let id = checked.id.clone();
+    // Read before anything is written: retention keeps the shards the hand-uploaded
+    // `snapshot:manifest` names (as the gateway's sync does); a value that does not parse
+    // names none.
+    let legacy: Option<ShardManifest> = kv
+        .get_text(MANIFEST_KEY)?
+        .and_then(|t| serde_json::from_str(&t).ok());
     if let Some(m) = &checked.manifest {
         for (i, shard) in (0u32..).zip(&checked.decoded.shards) {
             kv.put(&m.shard_key(SHARD_PREFIX, i), shard)?;
         }
     }
-    kv.put_text_many(&[(
-        format!("{VERSION_PREFIX}{id}"),
-        checked.decoded.config.to_string(),
-    )])?;
+    kv.put_text_many(&[(version_key(&id), checked.decoded.config.to_string())])?;
     let mut history = match kv.get_text(HISTORY_KEY)? {
         None => History::default(),
         Some(text) => serde_json::from_str(&text).map_err(|e| {
@@ -351,7 +286,7 @@ pub fn store(
             ))
         })?,
     };
-    history.activated(
+    let dropped = history.record_activation(
         HistoryEntry {
             id: id.clone(),
             label: checked.decoded.header.label.clone(),
@@ -364,30 +299,18 @@ pub fn store(
         },
         now_ms,
         Source::Push,
+        keep,
     );
-    let dropped = history.retain_newest(keep, &id);
     let text = serde_json::to_string(&history)
         .map_err(|e| CliError::SelfCheck(format!("history: {e}")))?;
     kv.put(HISTORY_KEY, text.as_bytes())?;
     kv.put(ACTIVE_KEY, id.as_bytes())?;
 
-    // Retention, after the switch: versions no longer listed, and shards no kept version names.
-    let kept_shas: Vec<&str> = history
-        .entries
-        .iter()
-        .filter_map(|e| e.snapshot.as_ref().map(|m| m.sha256.as_str()))
-        .collect();
-    let mut deleted = Vec::new();
-    for e in &dropped {
-        deleted.push(format!("{VERSION_PREFIX}{}", e.id));
-        if let Some(m) = &e.snapshot {
-            if !kept_shas.contains(&m.sha256.as_str()) {
-                deleted.extend((0..m.shards).map(|i| m.shard_key(SHARD_PREFIX, i)));
-            }
-        }
-    }
-    deleted.sort();
-    deleted.dedup();
+    // Retention, after the switch, by the gateway's rule: versions no longer listed, and the
+    // shards no kept version (nor `snapshot:manifest`) names.
+    let retention = history.retention(&dropped, legacy.as_ref());
+    let mut deleted = retention.documents;
+    deleted.extend(retention.shards);
     kv.delete_many(&deleted)?;
     Ok(Pushed {
         id,

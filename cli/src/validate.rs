@@ -4,7 +4,9 @@
 
 use crate::error::{read_text, CliError, EXIT_INVALID};
 use crate::Outcome;
-use edgegate_core::config::{compile_for, Capabilities, CompiledConfig, ConfigErrors};
+use edgegate_core::config::{Capabilities, CompiledConfig, ConfigErrors};
+use edgegate_core::config_store::ConfigStore;
+use edgegate_core::platform::{ClientCertificate, ClientCertificates};
 use std::path::PathBuf;
 
 /// The platform whose capabilities the config is checked against.
@@ -38,6 +40,18 @@ impl Platform {
     }
 }
 
+/// What the gateway's compile rule asks of the platform: whether it reports client
+/// certificates (never a request's certificate: the CLI serves none).
+impl ClientCertificates for Platform {
+    fn supports_client_certificates(&self) -> bool {
+        self.capabilities().client_certificates
+    }
+
+    fn client_certificate(&self) -> Option<ClientCertificate> {
+        None
+    }
+}
+
 /// The arguments of `validate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ValidateArgs {
@@ -52,11 +66,16 @@ pub struct ValidateArgs {
     pub json: bool,
 }
 
-/// Compiles config text for `platform` (the version id is irrelevant to validity).
+/// Compiles config text for `platform` by the gateway's own rule,
+/// [`ConfigStore::compile`] (what its config store runs before it activates a version, and
+/// its Registry sync before it stores one), with the platform's capabilities. The store has
+/// no admin API settings: the admin prefix or host is a deployment's variable the CLI does
+/// not know, so a route reaching it is refused by the gateway, not here. The version id is
+/// irrelevant to validity.
 ///
 /// Errors: every problem, each with its JSON path.
 pub fn check(text: &str, platform: Platform) -> Result<CompiledConfig, ConfigErrors> {
-    compile_for(text, "validate", platform.capabilities())
+    ConfigStore::new(0).compile(&platform, text, "validate")
 }
 
 /// The one-line summary of a valid config.

@@ -412,6 +412,41 @@ fn push_writes_shards_then_the_version_then_history_and_the_pointer_last() {
 }
 
 #[test]
+fn push_retention_is_the_gateways_rule_and_keeps_the_shards_snapshot_manifest_names() {
+    // (name, snapshot:manifest names the first version's snapshot, its shards deleted)
+    for (name, legacy, deleted) in [
+        ("no snapshot:manifest", false, true),
+        ("snapshot:manifest names it", true, false),
+    ] {
+        let s = Scratch::new("legacy");
+        let mut kv = Recorder::default();
+        let mut first: Option<(String, ShardManifest)> = None;
+        for (i, subs) in [40usize, 45].iter().enumerate() {
+            let egb = make_bundle(&s, &format!("l{i}"), *subs, "1024");
+            let bytes = std::fs::read(&egb).expect("bundle");
+            let c = checked(&bytes);
+            let m = c.manifest.clone().expect("manifest");
+            if i == 0 && legacy {
+                kv.values.insert(
+                    snapshot::MANIFEST_KEY.into(),
+                    serde_json::to_vec(&m).expect("json"),
+                );
+            }
+            let pushed = push::store(&mut kv, &c, 1, 10 + i as u64).expect("stores");
+            match &first {
+                None => first = Some((c.id.clone(), m)),
+                Some((id, m0)) => {
+                    assert_eq!(pushed.dropped, std::slice::from_ref(id), "{name}");
+                    assert!(!kv.values.contains_key(&format!("config:version:{id}")));
+                    let gone = !kv.values.contains_key(&m0.shard_key(SHARD_PREFIX, 0));
+                    assert_eq!(gone, deleted, "{name}: {:?}", pushed.deleted);
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn push_refuses_a_bundle_that_does_not_verify_before_touching_the_store() {
     let s = Scratch::new("refuse");
     let egb = make_bundle(&s, "r", 5, "1024");

@@ -5,16 +5,25 @@
 mod common;
 
 use common::platform_with;
+use common::registry::{
+    bundle, id_of, parse_settings, registry_vars, serve_on, settings, sign, snapshot, tamper, Mode,
+    Registry, REGISTRY_TOKEN, REGISTRY_URL,
+};
 use edgegate_core::admin::{router::ROUTES, AdminMatch, AdminSettings, BodyError, TOKEN_SECRET};
+use edgegate_core::bundle::version_id;
+use edgegate_core::config_store::{version_key, ConfigStore, POINTER_KEY};
 use edgegate_core::control::ControlCall;
 use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{
     Gateway, GatewayResponse, RequestHead, ResponseBody, RuntimeSettings,
 };
 use edgegate_core::platform::Clock;
+use edgegate_core::registry::{sync, HISTORY_KEY, STATUS_KEY};
 use edgegate_core::testing::{FakeBody, FakePlatform};
 use futures::executor::block_on;
 use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 const TOKEN: &str = "admin-token-0123456789abcdef";
 const PREFIX: &str = "/__edgegate/admin";
@@ -600,5 +609,533 @@ fn openapi_lists_exactly_the_routed_endpoints() {
     for r in text.split("\"$ref\":\"#/").skip(1) {
         let pointer = format!("/{}", &r[..r.find('"').expect("end")]);
         assert!(doc.pointer(&pointer).is_some(), "{pointer}");
+    }
+}
+
+// === versions, activate, rollback and sync now (the Registry functions) ===
+
+/// A release whose one route, `GET /shop/<label>`, tells which version serves.
+fn release(label: &str) -> Value {
+    json!({
+        "pools": {"p": {"instances": [{"url": "http://10.0.0.1:8080"}]}},
+        "apis": [{"name": "shop", "base_path": "/shop", "pool": "p", "routes": [
+            {"name": label, "methods": ["GET"], "path": format!("/{label}")}
+        ]}]
+    })
+}
+
+/// Release `label` with snapshot `s-<label>`, signed by key 1.
+fn signed_release(label: &str) -> Vec<u8> {
+    sign(
+        &bundle(
+            label,
+            &release(label),
+            Some(&snapshot(&format!("s-{label}"))),
+        ),
+        1,
+    )
+}
+
+/// A platform whose Registry serves release `r1` (nothing stored yet) and a gateway with the
+/// admin API and these Registry settings (`None`: sync off).
+fn registry_setup(
+    registry: Option<&[(&str, &str)]>,
+) -> (FakePlatform, Gateway, Rc<RefCell<Registry>>) {
+    let p = FakePlatform::new();
+    p.set_secret(TOKEN_SECRET, TOKEN);
+    let reg = serve_on(&p, signed_release("r1"));
+    let (admin, problems) = AdminSettings::from_vars(|_| None);
+    assert!(problems.is_empty(), "{problems:?}");
+    let gw = Gateway::new(RuntimeSettings {
+        config_refresh_ms: 1000,
+        snapshot_refresh_ms: 1000,
+    })
+    .with_admin(admin)
+    .with_registry(match registry {
+        None => Ok(None),
+        Some(overrides) => parse_settings(&registry_vars(overrides)),
+    });
+    (p, gw, reg)
+}
+
+/// The status of `GET /shop/<label>` through the gateway (200: that release serves).
+fn serves(gw: &Gateway, p: &FakePlatform, label: &str) -> u16 {
+    common::send(gw, p, common::get(&format!("/shop/{label}"), &[], None)).status
+}
+
+fn admin_call<'a>(method: &'static str, path: &'a str) -> Call<'a> {
+    Call {
+        path,
+        ..call(method, "")
+    }
+}
+
+#[test]
+fn sync_now_versions_activate_and_rollback_serve_at_once() {
+    let (p, gw, reg) = registry_setup(Some(&[]));
+    let id1 = id_of(&signed_release("r1"));
+    let id2 = id_of(&signed_release("r2"));
+
+    let (status, v, _) = send(&gw, &p, call("POST", "/sync"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (
+            v["result"].as_str(),
+            v["version"].as_str(),
+            v["label"].as_str()
+        ),
+        (Some("activated"), Some(id1.as_str()), Some("r1"))
+    );
+    assert!(v["previous"].is_null());
+    assert_eq!(
+        v["key_id"].as_str(),
+        Some(common::registry::key(1).2.as_str())
+    );
+    assert_eq!(serves(&gw, &p, "r1"), 200);
+    let (status, v, _) = send(&gw, &p, call("POST", "/sync"));
+    assert_eq!((status, v["result"].as_str()), (200, Some("not_modified")));
+
+    // A new release: sync now activates it, and this isolate serves it at once (the clock
+    // does not move, so the config store's refresh interval has not passed).
+    reg.borrow_mut().bundle = signed_release("r2");
+    let (status, v, _) = send(&gw, &p, call("POST", "/sync"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (
+            v["result"].as_str(),
+            v["version"].as_str(),
+            v["previous"].as_str()
+        ),
+        (Some("activated"), Some(id2.as_str()), Some(id1.as_str()))
+    );
+    assert_eq!((serves(&gw, &p, "r2"), serves(&gw, &p, "r1")), (200, 404));
+    let (_, h, _) = send(&gw, &p, call("GET", "/health"));
+    assert_eq!(
+        (h["config_version"].as_str(), h["snapshot_version"].as_str()),
+        (Some(id2.as_str()), Some("s-r2")),
+        "config and snapshot switch together: {h}"
+    );
+
+    let listing = |want_active: &str, want: &[(&str, &str, &str)]| {
+        let (status, v, _) = send(&gw, &p, call("GET", "/config/versions"));
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["active"].as_str(), Some(want_active), "{v}");
+        let got: Vec<(&str, &str, &str)> = v["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["id"].as_str().unwrap_or(""),
+                    e["label"].as_str().unwrap_or(""),
+                    e["source"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+        v
+    };
+    let v = listing(&id2, &[(&id2, "r2", "sync"), (&id1, "r1", "sync")]);
+    assert_eq!(
+        v["versions"][0]["snapshot"]["shards"]
+            .as_u64()
+            .map(|n| n > 0),
+        Some(true)
+    );
+
+    // Activate the older stored version: served at once, config and snapshot.
+    let path = format!("/config/versions/{id1}/activate");
+    let (status, v, _) = send(&gw, &p, admin_call("POST", &path));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (
+            v["version"].as_str(),
+            v["previous"].as_str(),
+            v["source"].as_str()
+        ),
+        (Some(id1.as_str()), Some(id2.as_str()), Some("activate"))
+    );
+    assert_eq!((serves(&gw, &p, "r1"), serves(&gw, &p, "r2")), (200, 404));
+    let (_, h, _) = send(&gw, &p, call("GET", "/health"));
+    assert_eq!(
+        (h["config_version"].as_str(), h["snapshot_version"].as_str()),
+        (Some(id1.as_str()), Some("s-r1"))
+    );
+    listing(&id1, &[(&id1, "r1", "activate"), (&id2, "r2", "sync")]);
+
+    // Roll back: the version active before this one, served at once.
+    let (status, v, _) = send(&gw, &p, call("POST", "/config/rollback"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (
+            v["version"].as_str(),
+            v["previous"].as_str(),
+            v["source"].as_str()
+        ),
+        (Some(id2.as_str()), Some(id1.as_str()), Some("rollback"))
+    );
+    assert_eq!((serves(&gw, &p, "r2"), serves(&gw, &p, "r1")), (200, 404));
+    listing(&id2, &[(&id2, "r2", "rollback"), (&id1, "r1", "activate")]);
+    // The Registry still serves r2 with the same ETag: the sync leaves the rollback alone.
+    assert_eq!(p.kv_text(POINTER_KEY).as_deref(), Some(id2.as_str()));
+
+    // One audit line per call, with what it did.
+    let audits: Vec<(String, String, String)> = p
+        .take_logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "audit" && v["endpoint"] != "health")
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap_or("").to_string();
+            (s("endpoint"), s("outcome"), s("detail"))
+        })
+        .collect();
+    let row = |e: &str, d: String| (e.to_string(), "ok".to_string(), d);
+    assert_eq!(
+        audits,
+        vec![
+            row("registry.sync", "activated".into()),
+            row("registry.sync", "not_modified".into()),
+            row("registry.sync", "activated".into()),
+            row("config.versions", "2 versions".into()),
+            row("config.activate", format!("{id2} -> {id1}")),
+            row("config.versions", "2 versions".into()),
+            row("config.rollback", format!("{id1} -> {id2}")),
+            row("config.versions", "2 versions".into()),
+        ]
+    );
+}
+
+/// An admin call that the gateway's state refuses: nothing changes, the version that served
+/// before keeps serving.
+struct Refusal {
+    name: &'static str,
+    /// The Registry settings (`None`: sync off).
+    registry: Option<Vec<(&'static str, &'static str)>>,
+    /// Prepares the store and the Registry after `r1` was synced (and, with `two`, `r2`).
+    prepare: fn(&FakePlatform, &RefCell<Registry>),
+    /// Whether `r2` is synced after `r1` before the call.
+    two: bool,
+    method: &'static str,
+    /// The path; `{r1}` is replaced by r1's version id.
+    path: &'static str,
+    status: u16,
+    code: &'static str,
+    /// The detail starts with the Registry error's code.
+    detail: &'static str,
+}
+
+#[test]
+fn refused_calls_change_nothing_and_the_last_good_version_serves() {
+    fn nothing(_: &FakePlatform, _: &RefCell<Registry>) {}
+    let reaching = json!({"pools": {"p": {"instances": [{"url": "http://b:1"}]}},
+        "apis": [{"name": "a", "base_path": "/__edgegate", "pool": "p",
+            "routes": [{"name": "all", "path": "/{*rest}"}]}]});
+    // Without the admin API's rule it compiles: the refusal below is that rule's.
+    edgegate_core::config::compile(&reaching.to_string(), "v").expect("compiles alone");
+    let rows = vec![
+        Refusal {
+            name: "activate an unknown id",
+            registry: Some(vec![]),
+            prepare: nothing,
+            two: false,
+            method: "POST",
+            path: "/config/versions/0123456789abcdef/activate",
+            status: 404,
+            code: "admin_not_found",
+            detail: "version_unknown",
+        },
+        Refusal {
+            name: "activate a stored version that no longer compiles",
+            registry: Some(vec![]),
+            prepare: |p, _| {
+                let id1 = id_of(&signed_release("r1"));
+                p.kv_put(
+                    &version_key(&id1),
+                    r#"{"pools": {}, "apis": [], "extra": 1}"#,
+                );
+            },
+            two: true,
+            method: "POST",
+            path: "/config/versions/{r1}/activate",
+            status: 409,
+            code: "admin_conflict",
+            detail: "config_invalid",
+        },
+        Refusal {
+            name: "activate while KV refuses writes",
+            registry: Some(vec![]),
+            prepare: |p, _| p.set_kv_writes_down(true),
+            two: true,
+            method: "POST",
+            path: "/config/versions/{r1}/activate",
+            status: 503,
+            code: "store_unavailable",
+            detail: "store_failed",
+        },
+        Refusal {
+            name: "rollback with nothing before",
+            registry: Some(vec![]),
+            prepare: nothing,
+            two: false,
+            method: "POST",
+            path: "/config/rollback",
+            status: 409,
+            code: "admin_conflict",
+            detail: "no_previous_version",
+        },
+        Refusal {
+            name: "sync now with the sync off",
+            registry: None,
+            prepare: |_, reg| reg.borrow_mut().bundle = signed_release("r2"),
+            two: false,
+            method: "POST",
+            path: "/sync",
+            status: 409,
+            code: "admin_conflict",
+            detail: "registry_off",
+        },
+        Refusal {
+            name: "sync now with invalid settings",
+            registry: Some(vec![(
+                "EDGEGATE_REGISTRY_URL",
+                "http://registry.example/bundle",
+            )]),
+            prepare: |_, reg| reg.borrow_mut().bundle = signed_release("r2"),
+            two: false,
+            method: "POST",
+            path: "/sync",
+            status: 409,
+            code: "admin_conflict",
+            detail: "settings_invalid",
+        },
+        Refusal {
+            name: "sync now, bad signature",
+            registry: Some(vec![]),
+            prepare: |_, reg| reg.borrow_mut().bundle = tamper(&signed_release("r2")),
+            two: false,
+            method: "POST",
+            path: "/sync",
+            status: 502,
+            code: "registry_sync_failed",
+            detail: "bundle_bad_signature",
+        },
+        Refusal {
+            name: "sync now, unknown key",
+            registry: Some(vec![]),
+            prepare: |_, reg| {
+                reg.borrow_mut().bundle = sign(&bundle("r2", &release("r2"), None), 3)
+            },
+            two: false,
+            method: "POST",
+            path: "/sync",
+            status: 502,
+            code: "registry_sync_failed",
+            detail: "bundle_unknown_key",
+        },
+        Refusal {
+            name: "sync now, Registry down",
+            registry: Some(vec![]),
+            prepare: |_, reg| {
+                let mut reg = reg.borrow_mut();
+                reg.bundle = signed_release("r2");
+                reg.mode = Mode::Refused;
+            },
+            two: false,
+            method: "POST",
+            path: "/sync",
+            status: 502,
+            code: "registry_sync_failed",
+            detail: "registry_unreachable",
+        },
+        Refusal {
+            name: "sync now, Registry 503",
+            registry: Some(vec![]),
+            prepare: |_, reg| {
+                let mut reg = reg.borrow_mut();
+                reg.bundle = signed_release("r2");
+                reg.mode = Mode::Status(503);
+            },
+            two: false,
+            method: "POST",
+            path: "/sync",
+            status: 502,
+            code: "registry_sync_failed",
+            detail: "registry_status",
+        },
+        Refusal {
+            name: "sync now, a config with a route under the admin prefix",
+            registry: Some(vec![]),
+            prepare: |_, reg| {
+                let reaching = json!({"pools": {"p": {"instances": [{"url": "http://b:1"}]}},
+                    "apis": [{"name": "a", "base_path": "/__edgegate", "pool": "p",
+                        "routes": [{"name": "all", "path": "/{*rest}"}]}]});
+                reg.borrow_mut().bundle = sign(&bundle("r2", &reaching, None), 1);
+            },
+            two: false,
+            method: "POST",
+            path: "/sync",
+            status: 409,
+            code: "admin_conflict",
+            detail: "config_invalid",
+        },
+    ];
+    let id1 = id_of(&signed_release("r1"));
+    for r in rows {
+        let (p, gw, reg) = registry_setup(r.registry.as_deref());
+        // The state before the call, stored by the sync itself (the gateway may have it off).
+        let rules = ConfigStore::new(0);
+        block_on(sync(&p, &rules, &settings(&[]), true)).expect("r1");
+        let mut active = "r1";
+        if r.two {
+            reg.borrow_mut().bundle = signed_release("r2");
+            block_on(sync(&p, &rules, &settings(&[]), true)).expect("r2");
+            active = "r2";
+        }
+        let pointer = p.kv_text(POINTER_KEY);
+        assert_eq!(serves(&gw, &p, active), 200, "{}", r.name);
+        let history = p.kv_text(HISTORY_KEY);
+        (r.prepare)(&p, &reg);
+        let path = r.path.replace("{r1}", &id1);
+        let (status, v, resp) = send(&gw, &p, admin_call(r.method, &path));
+        p.set_kv_writes_down(false);
+        assert_eq!((status, code(&v)), (r.status, r.code), "{}: {v}", r.name);
+        let detail = v["detail"].as_str().unwrap_or("");
+        assert!(detail.starts_with(r.detail), "{}: {detail}", r.name);
+        assert!(!detail.contains(REGISTRY_TOKEN), "{}: {detail}", r.name);
+        assert_eq!(
+            resp.header("content-type").as_deref(),
+            Some("application/problem+json"),
+            "{}",
+            r.name
+        );
+        if r.name.contains("admin prefix") {
+            assert!(detail.contains("$.apis[0].routes[0].path"), "{detail}");
+        }
+        assert_eq!(
+            p.kv_text(POINTER_KEY),
+            pointer,
+            "{}: pointer unchanged",
+            r.name
+        );
+        assert_eq!(
+            p.kv_text(HISTORY_KEY),
+            history,
+            "{}: history unchanged",
+            r.name
+        );
+        p.advance(5_000);
+        assert_eq!(
+            serves(&gw, &p, active),
+            200,
+            "{}: {active} still serves",
+            r.name
+        );
+        let other = if active == "r1" { "r2" } else { "r1" };
+        assert_eq!(
+            serves(&gw, &p, other),
+            404,
+            "{}: {other} is not served",
+            r.name
+        );
+    }
+}
+
+#[test]
+fn health_reports_the_registry_sync() {
+    let on: &[(&str, &str)] = &[];
+    let bad_url: &[(&str, &str)] = &[("EDGEGATE_REGISTRY_URL", "http://registry.example/x")];
+    // (name, settings, what happens first, checks of the `registry` object given r1's id)
+    type Vars<'a> = Option<&'a [(&'a str, &'a str)]>;
+    type Check = fn(&Value, &str);
+    let rows: Vec<(&str, Vars<'_>, &str, Check)> = vec![
+        ("off", None, "", |r, _| {
+            assert_eq!(r, &json!({"sync": "off"}))
+        }),
+        ("misconfigured", Some(bad_url), "", |r, _| {
+            assert_eq!(r["sync"], "misconfigured");
+            let e = r["error"].as_str().unwrap_or("");
+            assert!(e.starts_with("EDGEGATE_REGISTRY_URL:"), "{e}");
+        }),
+        ("on, never synced", Some(on), "", |r, _| {
+            assert_eq!(
+                (r["sync"].as_str(), r["url"].as_str()),
+                (Some("on"), Some(REGISTRY_URL))
+            );
+            assert!(
+                r["last_sync"]["result"].is_null() && r["last_sync"]["last_attempt_ms"].is_null(),
+                "{r}"
+            );
+        }),
+        ("on, synced", Some(on), "sync", |r, id1| {
+            let s = &r["last_sync"];
+            assert_eq!(
+                (
+                    s["result"].as_str(),
+                    s["version"].as_str(),
+                    s["consecutive_failures"].as_u64()
+                ),
+                (Some("activated"), Some(id1), Some(0)),
+                "{r}"
+            );
+            // The mock Registry's ETag: the hash of every byte it served.
+            let etag = format!("\"{}\"", version_id(&signed_release("r1")));
+            assert_eq!(s["etag"].as_str(), Some(etag.as_str()));
+            assert!(s["last_success_ms"].as_u64().is_some() && s["error"].is_null());
+        }),
+        (
+            "on, the last sync failed",
+            Some(on),
+            "sync, then a bad signature",
+            |r, _| {
+                let s = &r["last_sync"];
+                assert_eq!(
+                    (
+                        s["result"].as_str(),
+                        s["error"]["code"].as_str(),
+                        s["consecutive_failures"].as_u64()
+                    ),
+                    (Some("failed"), Some("bundle_bad_signature"), Some(1)),
+                    "{r}"
+                );
+                assert!(s["next_attempt_ms"].as_u64().is_some());
+            },
+        ),
+        (
+            "on, status unreadable",
+            Some(on),
+            "garbage status",
+            |r, _| {
+                assert!(r["last_sync"].is_null(), "{r}");
+                assert!(
+                    r["error"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("store_failed"),
+                    "{r}"
+                );
+            },
+        ),
+    ];
+    let id1 = id_of(&signed_release("r1"));
+    for (name, registry, first, check) in rows {
+        let (p, gw, reg) = registry_setup(registry);
+        if first.starts_with("sync") {
+            assert_eq!(send(&gw, &p, call("POST", "/sync")).0, 200, "{name}");
+        }
+        if first.ends_with("bad signature") {
+            reg.borrow_mut().bundle = tamper(&signed_release("r2"));
+            assert_eq!(send(&gw, &p, call("POST", "/sync")).0, 502, "{name}");
+        }
+        if first == "garbage status" {
+            p.kv_put(STATUS_KEY, "not json");
+        }
+        let (status, h, _) = send(&gw, &p, call("GET", "/health"));
+        assert_eq!(status, 200, "{name}: {h}");
+        check(&h["registry"], &id1);
+        assert!(
+            !h.to_string().contains(REGISTRY_TOKEN),
+            "{name}: no token in health"
+        );
     }
 }

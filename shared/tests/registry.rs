@@ -2,42 +2,26 @@
 //! every rejection (the last good version keeps serving), 304, backoff and forced syncs,
 //! retention, activation and rollback.
 
-use base64ct::{Base64UrlUnpadded, Encoding};
-use edgegate_core::auth::soft_crypto::sign_ed25519;
-use edgegate_core::bundle::{decode, key_id, version_id, with_signature, Bundle};
+mod common;
+
+use common::registry::{
+    bundle, id_of, key, serve, settings, sign, snapshot, Mode, REGISTRY_TOKEN as TOKEN,
+};
+use edgegate_core::bundle::{decode, version_id, Bundle};
 use edgegate_core::config_store::{version_key, ConfigStore, RefreshOutcome, POINTER_KEY};
-use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings};
-use edgegate_core::platform::{HttpResponse, PlatformError};
 use edgegate_core::registry::{
     activate, history, rollback, status, sync, RegistrySettings, Source, SyncOutcome, SyncResult,
     HISTORY_KEY, STATUS_KEY,
 };
-use edgegate_core::snapshot::{encode, from_json, MANIFEST_KEY};
+use edgegate_core::snapshot::MANIFEST_KEY;
 use edgegate_core::testing::FakePlatform;
 use futures::executor::block_on;
 use serde_json::{json, Value};
-use std::cell::RefCell;
-use std::rc::Rc;
 
-const TOKEN: &str = "registry-token-1";
-
-/// A signing key: (seed, `ed25519:` public key text, key id).
 /// The compile rules of an isolate without an admin API.
 fn rules() -> ConfigStore {
     ConfigStore::new(0)
-}
-
-fn key(n: u8) -> ([u8; 32], String, String) {
-    let seed = [n; 32];
-    let public = ed25519_dalek::SigningKey::from_bytes(&seed)
-        .verifying_key()
-        .to_bytes();
-    (
-        seed,
-        format!("ed25519:{}", Base64UrlUnpadded::encode_string(&public)),
-        key_id(&public),
-    )
 }
 
 fn config(pool_url: &str) -> Value {
@@ -46,105 +30,6 @@ fn config(pool_url: &str) -> Value {
         "apis": [{ "name": "orders", "base_path": "/orders", "pool": "p",
             "routes": [{ "name": "r", "path": "/{*rest}" }] }]
     })
-}
-
-fn snapshot(version: &str) -> Vec<u8> {
-    let doc = json!({"version": version, "consumers": [], "applications": [], "credentials": [],
-        "plans": [], "subscriptions": []});
-    encode(&from_json(&doc.to_string()).expect("valid snapshot"))
-}
-
-/// An unsigned bundle of `config` and, optionally, a snapshot (small shards).
-fn bundle(label: &str, config: &Value, snap: Option<&[u8]>) -> Vec<u8> {
-    Bundle::with_snapshot(label, 1_700_000_000_000, &config.to_string(), snap, 16)
-        .expect("bundle")
-        .encode()
-}
-
-fn sign(bytes: &[u8], n: u8) -> Vec<u8> {
-    let (seed, _, id) = key(n);
-    let d = decode(bytes).expect("bundle");
-    let sig: [u8; 64] = sign_ed25519(&seed, d.signed_part)
-        .try_into()
-        .expect("64 bytes");
-    with_signature(bytes, &id, &sig).expect("signed")
-}
-
-fn id_of(bytes: &[u8]) -> String {
-    version_id(decode(bytes).expect("bundle").signed_part)
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Mode {
-    Up,
-    Refused,
-    Status(u16),
-}
-
-struct Registry {
-    bundle: Vec<u8>,
-    mode: Mode,
-    requests: Vec<(Option<String>, Option<String>)>,
-}
-
-/// A platform whose Registry serves `first`; returns the Registry's handle.
-fn serve(first: Vec<u8>) -> (FakePlatform, Rc<RefCell<Registry>>) {
-    let p = FakePlatform::new();
-    let reg = Rc::new(RefCell::new(Registry {
-        bundle: first,
-        mode: Mode::Up,
-        requests: Vec::new(),
-    }));
-    let r = reg.clone();
-    p.on_http(move |req, _| {
-        let header = |n: &str| {
-            req.headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
-        };
-        let mut reg = r.borrow_mut();
-        assert_eq!(req.url, "https://registry.example/bundle");
-        reg.requests
-            .push((header("authorization"), header("if-none-match")));
-        let answer = |status: u16, headers: &[(&str, String)], body: &[u8]| HttpResponse {
-            status,
-            headers: HeaderList::from_pairs(headers.iter().map(|(n, v)| (*n, v.clone()))),
-            body: body.to_vec(),
-        };
-        match reg.mode {
-            Mode::Refused => return Err(PlatformError("connection refused".into())),
-            Mode::Status(s) => return Ok(answer(s, &[], b"unavailable")),
-            Mode::Up => {}
-        }
-        if header("authorization").as_deref() != Some(&format!("Bearer {TOKEN}")) {
-            return Ok(answer(401, &[], b""));
-        }
-        let etag = format!("\"{}\"", version_id(&reg.bundle));
-        if header("if-none-match").as_deref() == Some(etag.as_str()) {
-            return Ok(answer(304, &[("etag", etag)], b""));
-        }
-        Ok(answer(200, &[("etag", etag)], &reg.bundle))
-    });
-    (p, reg)
-}
-
-fn settings(vars: &[(&str, &str)]) -> RegistrySettings {
-    let mut all: Vec<(String, String)> = vec![
-        (
-            "EDGEGATE_REGISTRY_URL".into(),
-            "https://registry.example/bundle".into(),
-        ),
-        ("EDGEGATE_REGISTRY_TOKEN".into(), TOKEN.into()),
-        ("EDGEGATE_REGISTRY_KEYS".into(), key(1).1),
-    ];
-    for (k, v) in vars {
-        all.retain(|(n, _)| n != k);
-        all.push((k.to_string(), v.to_string()));
-    }
-    RegistrySettings::from_vars(|n| all.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
-        .expect("valid settings")
-        .expect("sync on")
 }
 
 fn pointer(p: &FakePlatform) -> Option<String> {

@@ -297,3 +297,167 @@ describe("activation latency (refresh interval 1000 ms)", () => {
     assert.ok(Math.max(...other) <= REFRESH_MS + 500, `other isolates: ${other}`);
   });
 });
+
+describe("the admin API on the Registry versions: sync now, versions, activate, rollback", () => {
+  const ADMIN_TOKEN = "registry-admin-token-0123456789";
+  const PREFIX = "/__edgegate/admin";
+  let gw, registry;
+  let b1, b2, id1, id2;
+
+  before(async () => {
+    b1 = release("admin-1", configFor(backendA));
+    b2 = release("admin-2", configFor(backendB));
+    id1 = versionId(b1);
+    id2 = versionId(b2);
+    registry = await new MockRegistry({ token: TOKEN, bundle: b1 }).start();
+    gw = await startGateway({
+      config: null,
+      bindings: { EDGEGATE_ADMIN_TOKEN: ADMIN_TOKEN },
+      registry: { url: registry.url, token: TOKEN, keys: [signer.publicText], timeoutMs: 1000, backoffMs: 1 },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await registry?.close();
+  });
+
+  /** An admin call with the right token (`token: null` → none). */
+  function admin(method, path, { token = ADMIN_TOKEN } = {}) {
+    const headers = { "cf-connecting-ip": "192.0.2.10" };
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    return gw.request({ method, path: `${PREFIX}${path}`, headers });
+  }
+
+  /** The admin audit lines after `from`, as [endpoint, status, outcome, detail]. */
+  async function audits(from, n) {
+    const pick = () => gw.logs.audits(undefined, from).filter((a) => a.decision === "admin");
+    for (let i = 0; i < 100 && pick().length < n; i++) await delay(20);
+    return pick().map((a) => [a.endpoint, a.status, a.outcome, a.detail]);
+  }
+
+  const endpoints = () => [
+    ["GET", "/config/versions"],
+    ["POST", `/config/versions/${id1}/activate`],
+    ["POST", "/config/rollback"],
+    ["POST", "/sync"],
+  ];
+
+  test("sync now through the admin API: the Registry's bundle is activated and this isolate serves it at once", async () => {
+    assertProblem(await gw.request({ path: "/reg/x" }), { status: 503, code: "no_config" });
+    const from = gw.logs.mark();
+    const first = await admin("POST", "/sync");
+    assert.equal(first.status, 200, first.text);
+    assert.deepEqual(
+      [first.json().result, first.json().version, first.json().label, first.json().key_id],
+      ["activated", id1, "admin-1", signer.keyId],
+    );
+    let p = await probe(gw);
+    assert.deepEqual([p.status, p.backend, p.version], [200, "a", id1]);
+    const again = await admin("POST", "/sync");
+    assert.equal(again.json().result, "not_modified", again.text);
+
+    registry.setBundle(b2);
+    const second = await admin("POST", "/sync");
+    assert.equal(second.status, 200, second.text);
+    assert.deepEqual([second.json().result, second.json().version, second.json().previous], ["activated", id2, id1]);
+    // No wait: the isolate that ran the sync serves the new version on its next request.
+    p = await probe(gw);
+    assert.deepEqual([p.status, p.backend, p.version], [200, "b", id2]);
+    assert.equal(await gw.kv.get(POINTER_KEY), id2);
+    assert.deepEqual(await audits(from, 3), [
+      ["registry.sync", 200, "ok", "activated"],
+      ["registry.sync", 200, "ok", "not_modified"],
+      ["registry.sync", 200, "ok", "activated"],
+    ]);
+  });
+
+  test("without a token or with a wrong one: 401 on versions, activate, rollback and sync now, and nothing changes", async () => {
+    const before = { requests: registry.requests.length, pointer: await gw.kv.get(POINTER_KEY), history: await gw.kv.get("config:history") };
+    registry.setBundle(release("never-fetched", configFor(backendA)));
+    const from = gw.logs.mark();
+    for (const [method, path] of endpoints()) {
+      for (const token of [null, `${ADMIN_TOKEN}x`, "short"]) {
+        const res = await admin(method, path, { token });
+        assertProblem(res, { status: 401, code: "admin_unauthorized" });
+        assert.match(res.headers["www-authenticate"], /^Bearer realm="edgegate-admin"/, `${method} ${path}`);
+      }
+    }
+    assert.equal(registry.requests.length, before.requests, "sync now never ran");
+    assert.equal(await gw.kv.get(POINTER_KEY), before.pointer);
+    assert.equal(await gw.kv.get("config:history"), before.history);
+    assert.equal((await probe(gw)).version, id2);
+    const lines = await audits(from, 12);
+    assert.equal(lines.length, 12);
+    assert.ok(lines.every(([, status, outcome]) => status === 401 && outcome === "admin_unauthorized"), JSON.stringify(lines));
+    for (const line of gw.logs.entries.slice(from)) {
+      assert.ok(!JSON.stringify(line).includes(ADMIN_TOKEN), `no token in ${JSON.stringify(line)}`);
+    }
+    registry.setBundle(b2);
+  });
+
+  test("sync now with a bad signature: 502 registry_sync_failed led by bundle_bad_signature; the last good version serves", async () => {
+    registry.setBundle(tamper(release("admin-3", configFor(backendA))));
+    const res = await admin("POST", "/sync");
+    const problem = assertProblem(res, { status: 502, code: "registry_sync_failed" });
+    assert.match(problem.detail, /^bundle_bad_signature\b/, problem.detail);
+    const p = await probe(gw);
+    assert.deepEqual([p.status, p.backend, p.version], [200, "b", id2]);
+    assert.equal(await gw.kv.get(POINTER_KEY), id2);
+    const health = (await admin("GET", "/health")).json();
+    assert.equal(health.registry.sync, "on");
+    assert.equal(health.registry.last_sync.result, "failed");
+    assert.equal(health.registry.last_sync.error.code, "bundle_bad_signature");
+    assert.equal(health.config_version, id2);
+    registry.setBundle(b2);
+  });
+
+  test("the version history lists the stored versions, newest activation first, and the active one", async () => {
+    const res = await admin("GET", "/config/versions");
+    assert.equal(res.status, 200, res.text);
+    const v = res.json();
+    assert.equal(v.active, id2);
+    assert.deepEqual(
+      v.versions.map((e) => [e.id, e.label, e.source, e.key_id]),
+      [
+        [id2, "admin-2", "sync", signer.keyId],
+        [id1, "admin-1", "sync", signer.keyId],
+      ],
+    );
+    assert.ok(v.versions.every((e) => e.activated_at_ms >= e.stored_at_ms && e.created_at_ms > 0), res.text);
+  });
+
+  test("rollback through the admin API: the previous version serves at once, and the next cron tick keeps it", async () => {
+    const from = gw.logs.mark();
+    const res = await admin("POST", "/config/rollback");
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual([res.json().version, res.json().previous, res.json().source], [id1, id2, "rollback"]);
+    let p = await probe(gw);
+    assert.deepEqual([p.status, p.backend, p.version], [200, "a", id1]);
+    assert.equal(await gw.kv.get(POINTER_KEY), id1);
+    // The Registry still serves admin-2 with the ETag the last good sync saw: 304, no re-activation.
+    const { check } = await tick(gw);
+    assert.equal(check.registry.result, "not_modified", JSON.stringify(check));
+    p = await probe(gw);
+    assert.deepEqual([p.backend, p.version], ["a", id1]);
+    // Activate a stored version by id; an unknown id is 404 and changes nothing.
+    const act = await admin("POST", `/config/versions/${id2}/activate`);
+    assert.equal(act.status, 200, act.text);
+    assert.deepEqual([act.json().version, act.json().source], [id2, "activate"]);
+    assert.equal((await probe(gw)).version, id2);
+    const unknown = await admin("POST", "/config/versions/0123456789abcdef/activate");
+    assert.match(assertProblem(unknown, { status: 404, code: "admin_not_found" }).detail, /^version_unknown\b/);
+    // Roll back once more: to the version active before the activation.
+    const back = await admin("POST", "/config/rollback");
+    assert.deepEqual([back.status, back.json().version], [200, id1]);
+    assert.equal((await probe(gw)).version, id1);
+    const history = (await admin("GET", "/config/versions")).json();
+    assert.deepEqual(history.versions.map((e) => [e.id, e.source]), [[id1, "rollback"], [id2, "activate"]]);
+    assert.deepEqual(await audits(from, 5), [
+      ["config.rollback", 200, "ok", `${id2} -> ${id1}`],
+      ["config.activate", 200, "ok", `${id1} -> ${id2}`],
+      ["config.activate", 404, "admin_not_found", unknown.json().detail],
+      ["config.rollback", 200, "ok", `${id2} -> ${id1}`],
+      ["config.versions", 200, "ok", "2 versions"],
+    ]);
+  });
+});

@@ -137,7 +137,12 @@ async fn sync_now<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
 async fn health<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
     let config = c.gw.config_store().current(c.p).await;
     let control = c.gw.control().current(c.p).await;
-    let snapshot = c.gw.snapshot_store().active();
+    // The snapshot requests on the active config use: the one it pins (the store keeps the
+    // previous one loaded too, so its most recent load is not necessarily this one).
+    let snapshot = match config.as_ref().and_then(|c| c.snapshot_manifest()) {
+        Some(pinned) => c.gw.snapshot_store().current_for(c.p, Some(pinned)).await,
+        None => c.gw.snapshot_store().active(),
+    };
     ok(
         json!({
             "status": if config.is_some() { "ok" } else { "no_config" },

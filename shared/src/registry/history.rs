@@ -2,9 +2,11 @@
 //! last activated, and where each came from.
 
 use super::{RegistryError, HISTORY_KEY};
+use crate::config_store::version_key;
 use crate::platform::Kv;
-use crate::snapshot::ShardManifest;
+use crate::snapshot::{ShardManifest, SHARD_PREFIX};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 /// What activated a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,17 @@ pub struct HistoryEntry {
     /// The snapshot its config embeds (retention keeps the shards of retained versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<ShardManifest>,
+}
+
+/// What retention deletes once the pointer names the version that was just activated (see
+/// [`History::retention`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// The removed versions' documents (`config:version:<id>`).
+    pub documents: Vec<String>,
+    /// The shards (`snapshot:<sha256>:<i>`) of the removed versions' snapshots that no version
+    /// left in the history, nor the legacy `snapshot:manifest`, names; each snapshot once.
+    pub shards: Vec<String>,
 }
 
 /// The stored versions, newest activation first (so the first entry is the version the
@@ -94,6 +107,44 @@ impl History {
     /// The version to roll back to from `current`: the most recently activated other one.
     pub fn previous(&self, current: Option<&str>) -> Option<&HistoryEntry> {
         self.entries.iter().find(|e| Some(e.id.as_str()) != current)
+    }
+
+    /// Records the activation of `entry` by `source` at `at_ms` ([`History::activated`]) and
+    /// applies the retention rule ([`History::retain_newest`]: the newest `keep` entries,
+    /// always `entry`); returns the removed entries (see [`History::retention`] for what to
+    /// delete). The one rule of the Registry sync and the operator CLI's `push`, applied
+    /// before the history is written (KV takes one write per second per key).
+    pub fn record_activation(
+        &mut self,
+        entry: HistoryEntry,
+        at_ms: u64,
+        source: Source,
+        keep: usize,
+    ) -> Vec<HistoryEntry> {
+        let id = entry.id.clone();
+        self.activated(entry, at_ms, source);
+        self.retain_newest(keep, Some(&id))
+    }
+
+    /// What to delete after `removed` left this history: their documents, and the shards of
+    /// their snapshots that no remaining entry and not `legacy` (the `snapshot:manifest` an
+    /// operator uploaded by hand; shards are content-addressed, so it may name the same ones)
+    /// still name. Pure: the caller deletes, after the pointer write.
+    pub fn retention(&self, removed: &[HistoryEntry], legacy: Option<&ShardManifest>) -> Retention {
+        let mut referenced: HashSet<&str> = self
+            .entries
+            .iter()
+            .filter_map(|e| e.snapshot.as_ref().map(|m| m.sha256.as_str()))
+            .chain(legacy.map(|m| m.sha256.as_str()))
+            .collect();
+        let documents = removed.iter().map(|e| version_key(&e.id)).collect();
+        let mut shards = Vec::new();
+        for m in removed.iter().filter_map(|e| e.snapshot.as_ref()) {
+            if referenced.insert(m.sha256.as_str()) {
+                shards.extend((0..m.shards).map(|i| m.shard_key(SHARD_PREFIX, i)));
+            }
+        }
+        Retention { documents, shards }
     }
 
     /// Keeps the first `keep` entries (and always the `active` one); returns the removed ones.
@@ -169,5 +220,114 @@ mod tests {
         assert_eq!(removed.len(), 1);
         let json = serde_json::to_value(&h).expect("json");
         assert_eq!(json["entries"][0]["source"], "rollback");
+    }
+
+    fn with_snapshot(id: &str, sha: &str, shards: u32) -> HistoryEntry {
+        HistoryEntry {
+            snapshot: Some(ShardManifest {
+                shards,
+                len: 10,
+                sha256: sha.into(),
+            }),
+            ..entry(id)
+        }
+    }
+
+    #[test]
+    fn record_activation_and_retention_delete_only_unreferenced_shards() {
+        // (name, versions activated in order as (id, snapshot sha), keep, legacy sha,
+        //  kept ids, deleted documents, deleted shards)
+        type Row = (
+            &'static str,
+            Vec<(&'static str, &'static str)>,
+            usize,
+            Option<&'static str>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "under the limit",
+                vec![("a", "s1"), ("b", "s2")],
+                2,
+                None,
+                vec!["b", "a"],
+                vec![],
+                vec![],
+            ),
+            (
+                "the oldest goes with its shards",
+                vec![("a", "s1"), ("b", "s2"), ("c", "s3")],
+                2,
+                None,
+                vec!["c", "b"],
+                vec!["config:version:a"],
+                vec!["snapshot:s1:0", "snapshot:s1:1"],
+            ),
+            (
+                "shards a kept version names stay",
+                vec![("a", "s1"), ("b", "s1"), ("c", "s2")],
+                2,
+                None,
+                vec!["c", "b"],
+                vec!["config:version:a"],
+                vec![],
+            ),
+            (
+                "shards snapshot:manifest names stay",
+                vec![("a", "s1"), ("b", "s2"), ("c", "s3")],
+                2,
+                Some("s1"),
+                vec!["c", "b"],
+                vec!["config:version:a"],
+                vec![],
+            ),
+            (
+                "two removed versions sharing a snapshot: its shards once",
+                vec![("a", "s1"), ("b", "s1"), ("c", "s2")],
+                1,
+                None,
+                vec!["c"],
+                vec!["config:version:a", "config:version:b"],
+                vec!["snapshot:s1:0", "snapshot:s1:1"],
+            ),
+            (
+                "re-activating a listed version moves it to the front",
+                vec![("a", "s1"), ("b", "s2"), ("a", "s1"), ("c", "s3")],
+                2,
+                None,
+                vec!["c", "a"],
+                vec!["config:version:b"],
+                vec!["snapshot:s2:0", "snapshot:s2:1"],
+            ),
+        ];
+        for (name, versions, keep, legacy, kept, documents, shards) in rows {
+            let legacy = legacy.map(|sha| with_snapshot("legacy", sha, 2).snapshot.expect("m"));
+            let mut h = History::default();
+            let mut deleted = Retention::default();
+            // Each activation deletes what its retention names, as the sync and push do.
+            for (i, (id, sha)) in versions.into_iter().enumerate() {
+                let removed = h.record_activation(
+                    with_snapshot(id, sha, 2),
+                    100 + i as u64,
+                    Source::Push,
+                    keep,
+                );
+                let r = h.retention(&removed, legacy.as_ref());
+                deleted.documents.extend(r.documents);
+                deleted.shards.extend(r.shards);
+            }
+            assert_eq!(ids(&h), kept, "{name}");
+            assert_eq!(deleted.documents, documents, "{name}");
+            assert_eq!(deleted.shards, shards, "{name}");
+        }
+        // Removed together, two versions naming one snapshot: its shards are listed once.
+        let removed = [with_snapshot("x", "s9", 1), with_snapshot("y", "s9", 1)];
+        let r = History::default().retention(&removed, None);
+        assert_eq!(
+            (r.documents.len(), r.shards),
+            (2, vec!["snapshot:s9:0".to_string()])
+        );
     }
 }

@@ -35,7 +35,7 @@ mod sync;
 
 pub use activate::{activate, history, rollback, status, Activation};
 pub use error::RegistryError;
-pub use history::{History, HistoryEntry, Source};
+pub use history::{History, HistoryEntry, Retention, Source};
 pub use settings::{RegistrySettings, SettingsError};
 pub use status::{StatusError, SyncResult, SyncStatus};
 pub use sync::{record_settings_error, sync, SyncOutcome};

@@ -10,7 +10,6 @@ use crate::platform::{ClientCertificates, Clock, Crypto, Http, HttpRequest, Kv, 
 use crate::snapshot::{ShardManifest, MANIFEST_KEY, SHARD_PREFIX};
 use serde::Serialize;
 use serde_json::json;
-use std::collections::HashSet;
 
 /// What a sync did (the admin API returns it as JSON, tagged by `result`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -234,7 +233,9 @@ where
         .map_err(|e| RegistryError::store(&key, e))?;
     let before = history.clone();
     let now = p.now_ms();
-    history.activated(
+    // Retention is applied to the history before it is written: KV takes one write per
+    // second per key, so the history is written once per sync.
+    let removed = history.record_activation(
         HistoryEntry {
             id: id.clone(),
             label: decoded.header.label.clone(),
@@ -247,10 +248,8 @@ where
         },
         now,
         Source::Sync,
+        settings.keep_versions,
     );
-    // Retention is applied to the history before it is written: KV takes one write per
-    // second per key, so the history is written once per sync.
-    let removed = history.retain_newest(settings.keep_versions, Some(&id));
     history.save(p).await?;
     if let Err(e) = p.put_text(POINTER_KEY, &id).await {
         // Not activated: put the history back as it was (best effort; logged by the caller).
@@ -272,9 +271,10 @@ where
     ))
 }
 
-/// Deletes the documents of `removed` versions and the shards that no version left in
-/// `history`, nor `snapshot:manifest`, references. Failures are logged and left for a later
-/// sync's retention to miss (harmless: only space).
+/// Deletes what [`History::retention`] names for the `removed` versions: their documents,
+/// and the shards that no version left in `history`, nor `snapshot:manifest`, references.
+/// Failures are logged and left for a later sync's retention to miss (harmless: only space);
+/// when `snapshot:manifest` cannot be read, no shard is deleted.
 async fn delete_removed<P: Kv + Clock + Log>(p: &P, history: &History, removed: &[HistoryEntry]) {
     if removed.is_empty() {
         return;
@@ -286,40 +286,20 @@ async fn delete_removed<P: Kv + Clock + Log>(p: &P, history: &History, removed: 
             json!({"key": key, "error": error}),
         ));
     };
-    for e in removed {
-        let key = version_key(&e.id);
+    // Shards are content-addressed: the manually uploaded snapshot may be one of them.
+    let legacy: Result<Option<ShardManifest>, String> = match p.get_text(MANIFEST_KEY).await {
+        Ok(text) => Ok(text.and_then(|t| serde_json::from_str(&t).ok())),
+        Err(err) => Err(err.0),
+    };
+    let retention = history.retention(removed, legacy.as_ref().ok().and_then(Option::as_ref));
+    let mut keys = retention.documents;
+    match legacy {
+        Ok(_) => keys.extend(retention.shards),
+        Err(err) => fail(MANIFEST_KEY, format!("not read, no shard deleted: {err}")),
+    }
+    for key in keys {
         if let Err(err) = p.delete(&key).await {
             fail(&key, err.0);
-        }
-    }
-    let mut referenced: HashSet<&str> = history
-        .entries
-        .iter()
-        .filter_map(|e| e.snapshot.as_ref().map(|m| m.sha256.as_str()))
-        .collect();
-    // Shards are content-addressed: the manually uploaded snapshot may be one of them.
-    let legacy: Option<ShardManifest> = match p.get_text(MANIFEST_KEY).await {
-        Ok(text) => text.and_then(|t| serde_json::from_str(&t).ok()),
-        Err(err) => {
-            fail(
-                MANIFEST_KEY,
-                format!("not read, no shard deleted: {}", err.0),
-            );
-            return;
-        }
-    };
-    if let Some(m) = &legacy {
-        referenced.insert(m.sha256.as_str());
-    }
-    for m in removed.iter().filter_map(|e| e.snapshot.as_ref()) {
-        if !referenced.insert(m.sha256.as_str()) {
-            continue;
-        }
-        for i in 0..m.shards {
-            let key = m.shard_key(SHARD_PREFIX, i);
-            if let Err(err) = p.delete(&key).await {
-                fail(&key, err.0);
-            }
         }
     }
 }

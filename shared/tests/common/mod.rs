@@ -2,6 +2,8 @@
 //! minted tokens): a platform with a config active, a gateway, requests, and problem codes.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use edgegate_core::config_store::{version_key, POINTER_KEY};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{
