@@ -975,8 +975,8 @@ fn refused_calls_change_nothing_and_the_last_good_version_serves() {
             two: false,
             method: "POST",
             path: "/sync",
-            status: 409,
-            code: "admin_conflict",
+            status: 502,
+            code: "registry_sync_failed",
             detail: "config_invalid",
         },
     ];

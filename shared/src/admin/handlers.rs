@@ -82,10 +82,13 @@ pub(super) async fn dispatch<P: Platform>(
 
 // === versions and the Registry sync ===
 
-/// The problem for a Registry error: its own stable code leads the detail.
-fn registry_problem(e: &RegistryError) -> LocalReply {
+/// The problem for a Registry error: its own stable code leads the detail. `fetched`: the
+/// error is about a bundle the Registry just served ("sync now"), so an invalid config or
+/// snapshot is the Registry's failure (502), not a conflict with the gateway's state.
+fn registry_problem(e: &RegistryError, fetched: bool) -> LocalReply {
     let code = match e.code {
         "version_unknown" | "version_missing" => ErrorCode::AdminNotFound,
+        "config_invalid" | "snapshot_invalid" if fetched => ErrorCode::RegistrySyncFailed,
         "no_previous_version"
         | "config_invalid"
         | "snapshot_invalid"
@@ -104,7 +107,7 @@ fn registry_problem(e: &RegistryError) -> LocalReply {
 async fn versions<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
     let history = registry::history(c.p)
         .await
-        .map_err(|e| registry_problem(&e))?;
+        .map_err(|e| registry_problem(&e, false))?;
     let active =
         c.p.get_text(POINTER_KEY)
             .await
@@ -117,7 +120,7 @@ async fn versions<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
 }
 
 fn activation(result: Result<Activation, RegistryError>) -> Result<Done, LocalReply> {
-    let a = result.map_err(|e| registry_problem(&e))?;
+    let a = result.map_err(|e| registry_problem(&e, false))?;
     let detail = format!("{} -> {}", a.previous.as_deref().unwrap_or("-"), a.version);
     ok(json!(a), detail)
 }
@@ -126,7 +129,7 @@ async fn sync_now<P: Platform>(c: &Call<'_, P>) -> Result<Done, LocalReply> {
     let outcome =
         c.gw.sync_registry(c.p, true)
             .await
-            .map_err(|e| registry_problem(&e))?;
+            .map_err(|e| registry_problem(&e, true))?;
     let body = json!(outcome);
     let detail = body["result"].as_str().unwrap_or_default().to_string();
     ok(body, detail)
