@@ -5,10 +5,11 @@
 //! one. Also [`check`], the full check of a bundle that `verify` and `push` run.
 
 use crate::error::{read_text, CliError};
-use crate::keys::{now, NativeCrypto};
+use crate::keys::now;
 use crate::snapshot_build::{self, InputFormat, SnapshotInput, KV_LIST_FILE, MANIFEST_FILE};
 use crate::validate::{self, Platform};
 use crate::Outcome;
+use edgegate_core::auth::soft_crypto::SoftCrypto;
 use edgegate_core::bundle::{self, Bundle, DecodedBundle, PublicKeyEntry, Verified};
 use edgegate_core::config::CompiledConfig;
 use edgegate_core::snapshot::{self, ShardManifest, KV_VALUE_LIMIT};
@@ -142,13 +143,8 @@ pub fn check<'a>(
     platform: Platform,
 ) -> Result<Checked<'a>, CliError> {
     let decoded = bundle::decode(bytes).map_err(|e| CliError::Refused(e.to_string()))?;
-    let verified = now(bundle::verify(
-        &NativeCrypto,
-        &decoded,
-        keys,
-        allow_unsigned,
-    ))?
-    .map_err(|e| CliError::Refused(format!("{} ({})", e, e.code())))?;
+    let verified = now(bundle::verify(&SoftCrypto, &decoded, keys, allow_unsigned))?
+        .map_err(|e| CliError::Refused(format!("{} ({})", e, e.code())))?;
     let manifest = config_manifest(decoded.config)?;
     let subscriptions = match &manifest {
         None if decoded.shards.is_empty() => None,

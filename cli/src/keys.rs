@@ -8,7 +8,6 @@ use crate::error::{read_text, CliError};
 use crate::Outcome;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use edgegate_core::bundle::{key_id, PublicKeyEntry};
-use edgegate_core::platform::{Crypto, PlatformError};
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -197,33 +196,6 @@ pub fn keygen(args: &KeygenArgs) -> Result<Outcome, CliError> {
         public.display(),
         key.public.to_text()
     )))
-}
-
-/// Ed25519 (and the other JWS algorithms) verified in native code: the CLI's [`Crypto`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NativeCrypto;
-
-impl Crypto for NativeCrypto {
-    async fn verify_signature(
-        &self,
-        alg: edgegate_core::auth::JwsAlgorithm,
-        key: &edgegate_core::auth::PublicKey,
-        signing_input: &[u8],
-        signature: &[u8],
-    ) -> Result<bool, PlatformError> {
-        edgegate_core::auth::soft_crypto::verify(alg, key, signing_input, signature)
-    }
-
-    async fn sign_ed25519(
-        &self,
-        _key_id: &str,
-        seed: &[u8; 32],
-        message: &[u8],
-    ) -> Result<Vec<u8>, PlatformError> {
-        Ok(edgegate_core::auth::soft_crypto::sign_ed25519(
-            seed, message,
-        ))
-    }
 }
 
 /// Runs a future that never waits (the native crypto completes at its first poll).
