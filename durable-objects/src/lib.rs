@@ -8,6 +8,7 @@
 
 mod control;
 mod counter;
+mod json_state;
 
 pub use control::{Control, CONTROL_BINDING};
 pub use counter::{RateCounter, COUNTER_BINDING};
