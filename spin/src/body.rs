@@ -49,15 +49,26 @@ impl SpinBody {
 
     /// Reads the whole body, failing once it passes `limit` bytes or the stream breaks.
     pub async fn collect(self, limit: u64) -> Result<Vec<u8>, String> {
+        self.read_limited(limit).await.map_err(|e| match e {
+            None => format!("body over {limit} bytes"),
+            Some(detail) => detail,
+        })
+    }
+
+    /// Reads the whole body, stopping as soon as it passes `limit` bytes.
+    ///
+    /// Errors: `None` when the body is longer than `limit`; `Some(detail)` when the stream
+    /// broke.
+    pub async fn read_limited(self, limit: u64) -> Result<Vec<u8>, Option<String>> {
         match self {
-            SpinBody::Bytes(b) if b.len() as u64 > limit => Err(format!("body over {limit} bytes")),
+            SpinBody::Bytes(b) if b.len() as u64 > limit => Err(None),
             SpinBody::Bytes(b) => Ok(b),
             SpinBody::Stream(mut s) => {
                 let mut out = Vec::new();
                 while let Some(chunk) = s.stream.next().await {
-                    out.extend_from_slice(&chunk?);
+                    out.extend_from_slice(&chunk.map_err(Some)?);
                     if out.len() as u64 > limit {
-                        return Err(format!("body over {limit} bytes"));
+                        return Err(None);
                     }
                 }
                 Ok(out)

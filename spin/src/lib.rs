@@ -12,33 +12,81 @@
 //!
 //! spin.toml (top level) declares the route, `key_value_stores = ["default"]`,
 //! `allowed_outbound_hosts` and the variables: secrets the config names (lower-cased: Spin
-//! variable names are lower case) and `redis_address` for exact rate limits.
+//! variable names are lower case), `redis_address` for exact rate limits and atomic
+//! emergency overrides, and the Workers host's admin and Registry settings under the same
+//! names in lower case (`EDGEGATE_ADMIN_TOKEN` → `edgegate_admin_token`, see [`variable`]).
 //!
 //! Bodies stream in both directions ([`body::SpinBody`]); a request body is buffered only
-//! when the core asks for a replayable copy (failover).
+//! when the core asks for a replayable copy (failover) or for an admin call (at most
+//! [`MAX_BODY_BYTES`]).
 
 mod body;
 mod convert;
 mod platform;
 mod timer;
 
+use edgegate_core::access_log::event_line;
+use edgegate_core::admin::{AdminSettings, BodyError, MAX_BODY_BYTES};
+use edgegate_core::control::ControlCache;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings};
+use edgegate_core::platform::{Clock, Log};
+use edgegate_core::registry::RegistrySettings;
 use platform::SpinPlatform;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
-/// Every request: convert, run the pipeline, send the answer (bodies stream through in both
-/// directions). Never fails: the pipeline turns every failure into a problem+json reply.
+/// A deployment setting by its Workers name (`EDGEGATE_ADMIN_PREFIX`): the Spin variable of
+/// that name in lower case (`edgegate_admin_prefix`; Spin variable names are lower case).
+/// Undeclared and empty variables are unset: spin.toml declares every one with a default, and
+/// `""` is how Spin spells "not set".
+pub fn variable(name: &str) -> Option<String> {
+    spin_sdk::variables::get(&name.to_ascii_lowercase())
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// The gateway of one request (Spin runs a fresh instance per request).
+fn gateway(platform: &SpinPlatform) -> Gateway {
+    let (admin, problems) = AdminSettings::from_vars(variable);
+    for problem in problems {
+        platform.log_line(&event_line(
+            "admin_settings_invalid",
+            platform.now_ms(),
+            serde_json::json!({ "problem": problem }),
+        ));
+    }
+    // Refresh intervals of 0: the config pointer, the snapshot manifest and the overrides
+    // are read on this request (there is no older copy to serve from).
+    Gateway::new(RuntimeSettings {
+        config_refresh_ms: 0,
+        snapshot_refresh_ms: 0,
+    })
+    .with_admin(admin)
+    .with_registry(RegistrySettings::from_vars(variable))
+    .with_control(ControlCache::new(0))
+}
+
+/// Every request: convert, run the pipeline (or the admin API, for its prefix or host), send
+/// the answer (bodies stream through in both directions). Never fails: the pipeline turns
+/// every failure into a problem+json reply.
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let (head, body) = convert::inbound(req);
     let platform = SpinPlatform::new();
-    // A fresh instance per request: refresh intervals of 0 read the config pointer and the
-    // snapshot manifest on this request (there is no older copy to serve from).
-    let gateway = Gateway::new(RuntimeSettings {
-        config_refresh_ms: 0,
-        snapshot_refresh_ms: 0,
-    });
-    let response = gateway.handle(&platform, head, body).await;
+    let gateway = gateway(&platform);
+    let response = match gateway.admin_match(&head) {
+        Some(target) => {
+            let read = async move {
+                body.read_limited(MAX_BODY_BYTES as u64)
+                    .await
+                    .map_err(|e| match e {
+                        None => BodyError::TooLarge,
+                        Some(detail) => BodyError::Unreadable(detail),
+                    })
+            };
+            gateway.handle_admin(&platform, &head, target, read).await
+        }
+        None => gateway.handle(&platform, head, body).await,
+    };
     convert::outbound(response, out).await
 }

@@ -1,15 +1,17 @@
 //! The core's platform traits on Spin: key-value for config and the shared cache, variables
 //! for secrets, outbound `wasi:http` for backends and the control plane, Redis for exact
-//! counters, and in-wasm crypto. No decisions: each method is a representation change.
+//! counters and the emergency overrides (key-value for the overrides when there is no Redis),
+//! and in-wasm crypto. No decisions: each method is a representation change.
 
 use crate::body::SpinBody;
 use crate::timer::sleep_ms;
 use edgegate_core::auth::{JwsAlgorithm, PublicKey};
+use edgegate_core::control::{ControlCall, ControlReply, ControlState, OBJECT_NAME};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
-    ClientCertificate, ClientCertificates, ClientGeo, Clock, CounterCall, CounterReply, Counters,
-    Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache,
-    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    ClientCertificate, ClientCertificates, ClientGeo, Clock, Control, CounterCall, CounterReply,
+    Counters, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
+    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use futures::future::{select, Either};
 use spin_sdk::http::{
@@ -26,9 +28,15 @@ pub const STORE: &str = "default";
 pub const REDIS_VARIABLE: &str = "redis_address";
 /// Key prefix of [`SharedCache`] entries in the store.
 const CACHE_PREFIX: &str = "edgegate-cache:";
-/// Optimistic-transaction attempts per counter call before it is reported as unreachable.
-/// Between attempts a conflicting call waits a random 0..2^n ms (n = attempt, at most 32 ms),
-/// so contenders on a hot key spread out instead of colliding again.
+/// Redis key prefix of rate-limit counters (`edgegate:counter:<counter key>`).
+const COUNTER_PREFIX: &str = "edgegate:counter:";
+/// Redis key prefix of the emergency overrides (`edgegate:control:global`), and their
+/// key-value key prefix when there is no Redis (`edgegate-control:global`).
+const CONTROL_REDIS_PREFIX: &str = "edgegate:control:";
+const CONTROL_KV_PREFIX: &str = "edgegate-control:";
+/// Optimistic-transaction attempts per counter or control call before it is reported as
+/// unreachable. Between attempts a conflicting call waits a random 0..2^n ms (n = attempt, at
+/// most 32 ms), so contenders on a hot key spread out instead of colliding again.
 const COUNTER_ATTEMPTS: u32 = 64;
 const COUNTER_MAX_BACKOFF_MS: u64 = 32;
 
@@ -61,6 +69,74 @@ impl SpinPlatform {
             })
             .as_ref()
             .map_err(|e| PlatformError(e.clone()))
+    }
+
+    /// True when a Redis server is named (`redis_address` set and not empty), whether or not
+    /// it can be reached.
+    fn redis_configured(&self) -> bool {
+        spin_sdk::variables::get(REDIS_VARIABLE).is_ok_and(|a| !a.is_empty())
+    }
+
+    /// One read-modify-write of the value at Redis `key` as an optimistic transaction: WATCH
+    /// the key, GET it, run `step` on it (in wasm), and when `step` returns a new value,
+    /// MULTI/SET/EXEC; a concurrent change aborts the EXEC and `step` runs again on the new
+    /// value. With `read_first`, a plain GET comes first and the transaction runs only when
+    /// `step` wants to write (one round trip for reads that change nothing).
+    ///
+    /// The request's calls share one connection, and WATCH is per connection: nothing
+    /// between WATCH and EXEC awaits (the Redis calls are synchronous; the only await is the
+    /// backoff before WATCH), so two calls of one request never interleave there.
+    ///
+    /// Errors: no Redis, a Redis command failed, `step` failed, or [`COUNTER_ATTEMPTS`]
+    /// conflicts in a row.
+    async fn redis_update<R>(
+        &self,
+        key: &str,
+        read_first: bool,
+        mut step: impl FnMut(Option<Vec<u8>>) -> Result<(R, Option<Vec<u8>>), PlatformError>,
+    ) -> Result<R, PlatformError> {
+        use spin_sdk::redis::{RedisParameter as P, RedisResult};
+        let err =
+            |what: &str, e: spin_sdk::redis::Error| PlatformError(format!("redis {what}: {e:?}"));
+        let conn = self.redis()?;
+        let bin = |s: &str| P::Binary(s.as_bytes().to_vec());
+        if read_first {
+            let raw = conn.get(key).map_err(|e| err("GET", e))?;
+            if let (reply, None) = step(raw)? {
+                return Ok(reply);
+            }
+        }
+        for attempt in 0..COUNTER_ATTEMPTS {
+            if attempt > 0 {
+                let cap = (1u64 << attempt.min(5)).min(COUNTER_MAX_BACKOFF_MS);
+                sleep_ms(self.next_u64() % (cap + 1)).await;
+            }
+            conn.execute("WATCH", &[bin(key)])
+                .map_err(|e| err("WATCH", e))?;
+            let raw = conn.get(key).map_err(|e| err("GET", e))?;
+            let (reply, write) = match step(raw) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = conn.execute("UNWATCH", &[]);
+                    return Err(e);
+                }
+            };
+            let Some(value) = write else {
+                conn.execute("UNWATCH", &[])
+                    .map_err(|e| err("UNWATCH", e))?;
+                return Ok(reply);
+            };
+            conn.execute("MULTI", &[]).map_err(|e| err("MULTI", e))?;
+            conn.execute("SET", &[bin(key), P::Binary(value)])
+                .map_err(|e| err("SET", e))?;
+            let exec = conn.execute("EXEC", &[]).map_err(|e| err("EXEC", e))?;
+            if !matches!(exec.as_slice(), [RedisResult::Nil] | []) {
+                return Ok(reply);
+            }
+        }
+        Err(PlatformError(format!(
+            "{key}: {COUNTER_ATTEMPTS} conflicting updates in a row"
+        )))
     }
 
     fn store(&self) -> Result<&Store, PlatformError> {
@@ -111,6 +187,23 @@ impl Kv for SpinPlatform {
         self.store()?
             .get(key)
             .map_err(|e| PlatformError(format!("key-value get {key}: {e:?}")))
+    }
+
+    async fn put_text(&self, key: &str, value: &str) -> Result<(), PlatformError> {
+        self.put_bytes(key, value.as_bytes()).await
+    }
+
+    async fn put_bytes(&self, key: &str, value: &[u8]) -> Result<(), PlatformError> {
+        self.store()?
+            .set(key, value)
+            .map_err(|e| PlatformError(format!("key-value set {key}: {e:?}")))
+    }
+
+    /// Spin's `delete` of an absent key succeeds, as the trait asks.
+    async fn delete(&self, key: &str) -> Result<(), PlatformError> {
+        self.store()?
+            .delete(key)
+            .map_err(|e| PlatformError(format!("key-value delete {key}: {e:?}")))
     }
 }
 
@@ -358,50 +451,73 @@ impl ClientGeo for SpinPlatform {
 }
 
 impl Counters for SpinPlatform {
-    /// One counter call as an optimistic Redis transaction: WATCH the key, read the state,
-    /// apply the call in wasm (the core's [`CounterCall::apply`]), then MULTI/SET/EXEC; a
-    /// concurrent change aborts the EXEC and the call is retried on the new state.
-    ///
-    /// The request's calls share one connection, and WATCH is per connection: nothing
-    /// between WATCH and EXEC may await (the Redis calls are synchronous; the only await is
-    /// the backoff before WATCH), so two counter calls of one request never interleave there.
+    /// One counter call as an optimistic Redis transaction ([`SpinPlatform::redis_update`]):
+    /// the state is read, the call applied in wasm (the core's [`CounterCall::apply`]) and the
+    /// new state written only if no one else changed it in between, else the call runs again
+    /// on the new state.
     async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
-        use spin_sdk::redis::{RedisParameter as P, RedisResult as R};
-        let err =
-            |what: &str, e: spin_sdk::redis::Error| PlatformError(format!("redis {what}: {e:?}"));
-        let conn = self.redis()?;
-        let key = format!("edgegate:counter:{}", call.key);
-        let bin = |s: &str| P::Binary(s.as_bytes().to_vec());
-        for attempt in 0..COUNTER_ATTEMPTS {
-            if attempt > 0 {
-                let cap = (1u64 << attempt.min(5)).min(COUNTER_MAX_BACKOFF_MS);
-                sleep_ms(self.next_u64() % (cap + 1)).await;
-            }
-            conn.execute("WATCH", &[bin(&key)])
-                .map_err(|e| err("WATCH", e))?;
-            let mut state = match conn.get(&key).map_err(|e| err("GET", e))? {
+        let key = format!("{COUNTER_PREFIX}{}", call.key);
+        self.redis_update(&key, false, |raw| {
+            let mut state = match raw {
                 Some(raw) => serde_json::from_slice(&raw)
                     .map_err(|e| PlatformError(format!("counter state {key}: {e}")))?,
                 None => Default::default(),
             };
             let (reply, changed) = call.apply(&mut state, self.now_ms());
-            if !changed {
-                conn.execute("UNWATCH", &[])
-                    .map_err(|e| err("UNWATCH", e))?;
-                return Ok(reply);
-            }
-            let json = serde_json::to_vec(&state)
+            let write = changed
+                .then(|| serde_json::to_vec(&state))
+                .transpose()
                 .map_err(|e| PlatformError(format!("counter state: {e}")))?;
-            conn.execute("MULTI", &[]).map_err(|e| err("MULTI", e))?;
-            conn.execute("SET", &[bin(&key), P::Binary(json)])
-                .map_err(|e| err("SET", e))?;
-            let exec = conn.execute("EXEC", &[]).map_err(|e| err("EXEC", e))?;
-            if !matches!(exec.as_slice(), [R::Nil] | []) {
-                return Ok(reply);
-            }
+            Ok((reply, write))
+        })
+        .await
+    }
+}
+
+fn decode_control(key: &str, raw: Option<Vec<u8>>) -> Result<ControlState, PlatformError> {
+    match raw {
+        Some(raw) => serde_json::from_slice(&raw)
+            .map_err(|e| PlatformError(format!("control state {key}: {e}"))),
+        None => Ok(ControlState::default()),
+    }
+}
+
+fn encode_control(state: &ControlState) -> Result<Vec<u8>, PlatformError> {
+    serde_json::to_vec(state).map_err(|e| PlatformError(format!("control state: {e}")))
+}
+
+impl Control for SpinPlatform {
+    /// The emergency overrides, one JSON [`ControlState`] run through the core's
+    /// [`ControlCall::apply`], stored where the deployment can change it atomically:
+    ///
+    /// - **`redis_address` set**: in Redis under `edgegate:control:global`, by the same
+    ///   optimistic transaction as the counters (a read is one plain GET; a change, or a read
+    ///   that drops expired blocks, is WATCH/GET/MULTI/SET/EXEC, retried on conflict). Exact
+    ///   under concurrent admin calls. If Redis cannot be reached the call fails (there is no
+    ///   fallback to key-value, which would split the state in two).
+    /// - **no Redis**: in Spin key-value under `edgegate-control:global`, read-modify-write.
+    ///   Spin key-value has no compare-and-set, so two admin changes made at the same moment
+    ///   can lose one (the later write wins; both callers are told their change was made).
+    ///   Reads never write (the expired blocks a read drops are dropped in its reply, and stored
+    ///   with the next change), so gateway requests never race an admin change.
+    async fn control(&self, call: &ControlCall) -> Result<ControlReply, PlatformError> {
+        if self.redis_configured() {
+            let key = format!("{CONTROL_REDIS_PREFIX}{OBJECT_NAME}");
+            return self
+                .redis_update(&key, matches!(call, ControlCall::Read), |raw| {
+                    let mut state = decode_control(&key, raw)?;
+                    let (reply, changed) = call.apply(&mut state, self.now_ms());
+                    let write = changed.then(|| encode_control(&state)).transpose()?;
+                    Ok((reply, write))
+                })
+                .await;
         }
-        Err(PlatformError(format!(
-            "counter {key}: {COUNTER_ATTEMPTS} conflicting updates in a row"
-        )))
+        let key = format!("{CONTROL_KV_PREFIX}{OBJECT_NAME}");
+        let mut state = decode_control(&key, self.get_bytes(&key).await?)?;
+        let (reply, changed) = call.apply(&mut state, self.now_ms());
+        if changed && !matches!(call, ControlCall::Read) {
+            self.put_bytes(&key, &encode_control(&state)?).await?;
+        }
+        Ok(reply)
     }
 }
