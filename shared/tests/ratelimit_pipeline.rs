@@ -590,6 +590,47 @@ fn every_level_applies_and_the_most_restrictive_is_reported() {
 }
 
 #[test]
+fn a_request_refused_by_a_later_limit_gives_back_the_earlier_units() {
+    let approx = with(
+        &sw("per-ip", "ip", 3),
+        json!({"mode": "approximate", "lease": 3}),
+    );
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Value, Vec<Step>)> = vec![
+        (
+            "exact: refunds to the counter",
+            config(json!([sw("per-ip", "ip", 10)]), json!([]), json!([sw("r1", "route", 1)])),
+            vec![
+                ("/a/r1", Some(IP1), 200, "r1", 0, &["per-ip;q=10;w=60", "r1;q=1;w=60"]),
+                // Refused by r1: per-ip gets its unit back each time.
+                ("/a/r1", Some(IP1), 429, "r1", 0, &["per-ip;q=10;w=60", "r1;q=1;w=60"]),
+                ("/a/r1", Some(IP1), 429, "r1", 0, &["per-ip;q=10;w=60", "r1;q=1;w=60"]),
+                ("/a/r1", Some(IP1), 429, "r1", 0, &["per-ip;q=10;w=60", "r1;q=1;w=60"]),
+                // Two served requests so far: 8 left (6 without the refunds).
+                ("/a/r2", Some(IP1), 200, "per-ip", 8, &["per-ip;q=10;w=60"]),
+            ],
+        ),
+        (
+            "approximate: the unit goes back into the lease",
+            config(json!([approx]), json!([]), json!([sw("r1", "route", 1)])),
+            vec![
+                ("/a/r1", Some(IP1), 200, "r1", 0, &["per-ip;q=3;w=60", "r1;q=1;w=60"]),
+                ("/a/r1", Some(IP1), 429, "r1", 0, &["per-ip;q=3;w=60", "r1;q=1;w=60"]),
+                ("/a/r1", Some(IP1), 429, "r1", 0, &["per-ip;q=3;w=60", "r1;q=1;w=60"]),
+                ("/a/r1", Some(IP1), 429, "r1", 0, &["per-ip;q=3;w=60", "r1;q=1;w=60"]),
+                // Without the give-back the lease of 3 would be gone: these would be 429.
+                ("/a/r2", Some(IP1), 200, "per-ip", 1, &["per-ip;q=3;w=60"]),
+                ("/a/r2", Some(IP1), 200, "per-ip", 0, &["per-ip;q=3;w=60"]),
+                ("/a/r2", Some(IP1), 429, "per-ip", 0, &["per-ip;q=3;w=60"]),
+            ],
+        ),
+    ];
+    for (name, doc, steps) in &cases {
+        run_steps(name, doc, steps);
+    }
+}
+
+#[test]
 fn ipv4_mapped_clients_count_as_their_ipv4_address() {
     run_steps(
         "IPv4-mapped addresses",

@@ -20,6 +20,19 @@ pub const LEASE_MS: u64 = 1_000;
 /// Quota use that triggers a warning header and a log event, in percent.
 pub const WARN_AT: [u64; 2] = [80, 90];
 
+/// A unit an admitting limit took for the request, given back if a later limit refuses it.
+#[derive(Debug, Clone)]
+enum Spent {
+    /// Consumed from the counter `key` (exact mode) at the counter's time `at_ms`.
+    Counter {
+        key: String,
+        algorithm: Algorithm,
+        at_ms: u64,
+    },
+    /// Spent from this isolate's lease on `key` (approximate mode).
+    Lease { key: String },
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Lease {
     left: u64,
@@ -93,7 +106,11 @@ impl Limiter {
         self.failures.get()
     }
 
-    /// Runs `limits` for one request, in order; stops at the first enforced deny.
+    /// Runs `limits` for one request, in order; stops at the first enforced deny. A request
+    /// refused by a later limit was never served, so the units the earlier enforced limits took
+    /// for it are given back (a refund call per exact limit, the unit back into the lease for
+    /// approximate ones): a client over one limit does not use up the others. Shadow limits
+    /// keep their count (they report what they would have done).
     ///
     /// Errors: 429 `rate_limited` (with `Retry-After` and the rate-limit headers), or 503
     /// `rate_limit_unavailable` when a fail-closed limit's counter cannot be reached. Shadow
@@ -110,6 +127,7 @@ impl Limiter {
         }
         // One request waits at most MAX_QUEUE_MS in all, however many limits queue it.
         let mut queue_left = crate::ratelimit::MAX_QUEUE_MS;
+        let mut spent: Vec<Spent> = Vec::new();
         for limit in limits {
             let value = match limit.key {
                 RateKey::Subscription => req.subscription.map(str::to_string),
@@ -126,7 +144,7 @@ impl Limiter {
             };
             let key = limit.counter_key(&value, shard);
             let algorithm = limit.algorithm_for(req.rate_plan);
-            let decision = match self
+            let (decision, taken) = match self
                 .decide(p, limit, &key, algorithm, &mut queue_left)
                 .await
             {
@@ -144,10 +162,11 @@ impl Limiter {
                     match limit.on_error {
                         FailureMode::Open => continue,
                         FailureMode::Closed => {
+                            self.give_back(p, &spent, req).await;
                             return Err(LocalReply::new(
                                 ErrorCode::RateLimitUnavailable,
                                 format!("limit {}: {error}", limit.name),
-                            ))
+                            ));
                         }
                     }
                 }
@@ -161,6 +180,9 @@ impl Limiter {
                         "used_percent": pct, "remaining": decision.remaining,
                         "request_id": req.request_id}),
                 ));
+            }
+            if limit.mode != RateMode::Shadow {
+                spent.extend(taken);
             }
             if limit.mode == RateMode::Shadow {
                 if !decision.allowed {
@@ -184,6 +206,7 @@ impl Limiter {
             let denied = !result.decision.allowed;
             out.results.push(result);
             if denied {
+                self.give_back(p, &spent, req).await;
                 let mut reply = LocalReply::new(
                     ErrorCode::RateLimited,
                     format!("limit {} ({} {})", limit.name, limit.key.as_str(), value),
@@ -200,7 +223,8 @@ impl Limiter {
 
     /// One limit's decision: a counter call (exact, shadow), or a local lease (approximate);
     /// when denied, an enforced limit waits up to its `queue_ms` (and what is left of the
-    /// request's `queue_left`) for capacity, once. Errors: the counter's.
+    /// request's `queue_left`) for capacity, once. With the decision, the unit it took (when
+    /// it admitted). Errors: the counter's.
     async fn decide<P: Counters + Clock>(
         &self,
         p: &P,
@@ -208,18 +232,30 @@ impl Limiter {
         key: &str,
         algorithm: Algorithm,
         queue_left: &mut u64,
-    ) -> Result<Decision, String> {
+    ) -> Result<(Decision, Option<Spent>), String> {
         let mut waited = false;
         loop {
-            let decision = match limit.mode {
-                RateMode::Approximate => self.spend_lease(p, limit, key, algorithm).await?,
+            let (decision, taken) = match limit.mode {
+                RateMode::Approximate => {
+                    let d = self.spend_lease(p, limit, key, algorithm).await?;
+                    let taken = d.allowed.then(|| Spent::Lease {
+                        key: key.to_string(),
+                    });
+                    (d, taken)
+                }
                 RateMode::Exact | RateMode::Shadow => {
                     let call = CounterCall {
                         key: key.to_string(),
                         algorithm,
                         op: CounterOp::Consume { cost: 1 },
                     };
-                    p.counter(&call).await.map_err(|e| e.0)?.decision
+                    let reply = p.counter(&call).await.map_err(|e| e.0)?;
+                    let taken = reply.decision.allowed.then(|| Spent::Counter {
+                        key: key.to_string(),
+                        algorithm,
+                        at_ms: reply.at_ms,
+                    });
+                    (reply.decision, taken)
                 }
             };
             match decision.retry_after_ms {
@@ -233,7 +269,49 @@ impl Limiter {
                     *queue_left -= ms;
                     p.sleep_ms(ms).await;
                 }
-                _ => return Ok(decision),
+                _ => return Ok((decision, taken)),
+            }
+        }
+    }
+
+    /// Gives back the units `spent` for a request a later limit refused. A refund that fails
+    /// is logged and dropped (the unit stays counted: the safe side). A lease that has since
+    /// ended gets nothing (its rest was already given back without this unit).
+    async fn give_back<P: Counters + Log + Clock>(
+        &self,
+        p: &P,
+        spent: &[Spent],
+        req: &RateRequest<'_>,
+    ) {
+        for s in spent {
+            match s {
+                Spent::Counter {
+                    key,
+                    algorithm,
+                    at_ms,
+                } => {
+                    let call = CounterCall {
+                        key: key.clone(),
+                        algorithm: *algorithm,
+                        op: CounterOp::Refund {
+                            n: 1,
+                            leased_at_ms: *at_ms,
+                        },
+                    };
+                    if let Err(e) = p.counter(&call).await {
+                        p.log_line(&event_line(
+                            "rate_limit_refund_failed",
+                            p.now_ms(),
+                            json!({"key": key, "error": e.0, "request_id": req.request_id}),
+                        ));
+                    }
+                }
+                Spent::Lease { key } => {
+                    if let Some(mut lease) = self.leases.get(key) {
+                        lease.left = lease.left.saturating_add(1);
+                        self.leases.insert(key.clone(), lease);
+                    }
+                }
             }
         }
     }
