@@ -559,6 +559,34 @@ describe("per-address limit on failed authentications (limit 3 per 60 s)", () =>
   );
 });
 
+// --------------------------------------------------------------------------- several limits
+
+test("a request refused by a later limit gives its unit back to the earlier ones (30 concurrent, limits 100 then 5)", async () => {
+  const backend = await startBackend("b", fixed({ body: "ok" }));
+  const limits = [
+    { name: "wide", key: "api", algorithm: "sliding_window", limit: 100, window_s: 3600 },
+    { name: "narrow", key: "api", algorithm: "sliding_window", limit: 5, window_s: 3600 },
+  ];
+  const gw = await startGateway({
+    config: { pools: { p: { instances: [{ url: backend.url }] } }, apis: [api("layered", limits)] },
+  });
+  try {
+    const rs = await burst(gw, 30, { path: "/layered/x" });
+    assert.deepEqual(tally(rs), { 200: 5, 429: 25 });
+    const peek = (name, limit) =>
+      gw.counter(counterKey({ scope: "api:layered", name, key: "api", value: "layered" }), {
+        kind: "sliding_window",
+        limit,
+        window_ms: HOUR_MS,
+      });
+    assert.equal((await peek("narrow", 5)).decision.remaining, 0);
+    assert.equal((await peek("wide", 100)).decision.remaining, 95, "only the 5 served requests count against the wide limit");
+  } finally {
+    await gw.close();
+    await closeAll(backend);
+  }
+});
+
 // --------------------------------------------------------------------------- shadow mode
 
 test("shadow mode counts and logs but never blocks", async () => {
