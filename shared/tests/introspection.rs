@@ -290,3 +290,26 @@ fn introspection_config_errors_have_paths() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_config_cannot_name_the_gateways_own_secrets() {
+    // It would send the admin or Registry token to an endpoint of its choosing.
+    for name in [
+        "EDGEGATE_ADMIN_TOKEN",
+        "EDGEGATE_REGISTRY_TOKEN",
+        "edgegate_admin_token",
+    ] {
+        let mut doc = config();
+        doc["identity_providers"]["corp"]["client_secret"] = json!(name);
+        let (paths, errors) = common::config_errors(&doc);
+        assert!(
+            paths
+                .iter()
+                .any(|p| p == "$.identity_providers.corp.client_secret"),
+            "{name}: {errors:#?}"
+        );
+    }
+    let mut doc = config();
+    doc["identity_providers"]["corp"]["client_secret"] = json!("MY_EDGEGATE_SECRET");
+    edgegate_core::config::compile(&doc.to_string(), "t").expect("another name is fine");
+}

@@ -124,9 +124,25 @@ pub(super) fn identity_providers(
     (out, index)
 }
 
+/// The prefix of the gateway's own deployment settings and secrets (`EDGEGATE_ADMIN_TOKEN`,
+/// `EDGEGATE_REGISTRY_TOKEN`, …; lower case on Spin). A config may not name them: it would
+/// send them to a URL the config chooses (an introspection endpoint's Basic credentials).
+const RESERVED_SECRET_PREFIX: &str = "EDGEGATE_";
+
 fn check_secret_name(name: &str, path: &str, cx: &mut Ctx) {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         cx.err(path, "a secret name is letters, digits and '_'");
+    } else if name
+        .to_ascii_uppercase()
+        .starts_with(RESERVED_SECRET_PREFIX)
+    {
+        cx.err(
+            path,
+            format!(
+                "names starting with {RESERVED_SECRET_PREFIX} are the gateway's own settings \
+                 and secrets (admin and Registry tokens); use a secret of its own"
+            ),
+        );
     }
 }
 
