@@ -10,6 +10,7 @@ use common::registry::{
 use edgegate_core::bundle::{decode, version_id, Bundle};
 use edgegate_core::config_store::{version_key, ConfigStore, RefreshOutcome, POINTER_KEY};
 use edgegate_core::pipeline::{Gateway, RuntimeSettings};
+use edgegate_core::platform::Kv;
 use edgegate_core::registry::{
     activate, history, rollback, status, sync, RegistrySettings, Source, SyncOutcome, SyncResult,
     HISTORY_KEY, STATUS_KEY,
@@ -151,6 +152,36 @@ fn first_sync_then_304_then_a_new_version() {
         block_on(sync(&p, &rules(), &s, false)),
         Ok(SyncOutcome::Unchanged { version })
     );
+}
+
+#[test]
+fn the_same_snapshot_split_another_way_is_refused_and_the_stored_shards_stay() {
+    let good = config("http://10.0.0.1");
+    let snap = snapshot("s");
+    // bundle() splits into 16-byte shards; this one into 8-byte shards: same SHA-256, the
+    // same shard keys, other contents.
+    let v1 = sign(&bundle("v1", &good, Some(&snap)), 1);
+    let (p, reg) = serve(v1);
+    let id1 = activated(block_on(sync(&p, &rules(), &settings(&[]), false)));
+    let shards_before: Vec<_> = p
+        .kv_keys()
+        .into_iter()
+        .filter(|k| k.starts_with("snapshot:"))
+        .map(|k| (k.clone(), block_on(p.get_bytes(&k))))
+        .collect();
+    let mut other = good.clone();
+    other["apis"][0]["name"] = json!("renamed");
+    let resplit = Bundle::with_snapshot("v2", 2, &other.to_string(), Some(&snap), 8)
+        .expect("bundle")
+        .encode();
+    reg.borrow_mut().bundle = sign(&resplit, 1);
+    let err = block_on(sync(&p, &rules(), &settings(&[]), true)).expect_err("other split");
+    assert_eq!(err.code(), "snapshot_invalid", "{err}");
+    assert!(err.message.contains(&id1), "{err}");
+    assert_eq!(pointer(&p).as_deref(), Some(id1.as_str()));
+    for (k, v) in shards_before {
+        assert_eq!(block_on(p.get_bytes(&k)), v, "{k} unchanged");
+    }
 }
 
 /// (name, what the Registry serves or how it fails, settings overrides, expected code)

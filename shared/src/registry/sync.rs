@@ -54,8 +54,9 @@ pub enum SyncOutcome {
 /// 304 → [`SyncOutcome::NotModified`]. Otherwise the bundle is decoded, its signature verified
 /// with the configured keys, its config compiled exactly as the isolates will compile it, its
 /// snapshot joined and decoded (it must be the one the config's `snapshot` manifest names).
-/// Then the writes, in this order: the snapshot shards (unless a stored version already has
-/// them), `config:version:<id>`, `config:history` (with retention applied), and last the
+/// Then the writes, in this order: the snapshot shards (always: identical bytes are safe to
+/// rewrite; the same snapshot split differently than a stored version is `snapshot_invalid`,
+/// as its keys would collide), `config:version:<id>`, `config:history` (with retention applied), and last the
 /// pointer `config:active` — one write that activates config and snapshot together. Then the
 /// versions beyond `settings.keep_versions` are deleted, with the shards no retained version
 /// (nor `snapshot:manifest`) references.
@@ -214,17 +215,32 @@ where
         }
     };
     if let Some(m) = &manifest {
-        let stored = history
-            .entries
-            .iter()
-            .any(|e| e.snapshot.as_ref().is_some_and(|s| s.sha256 == m.sha256));
-        if !stored {
-            for (i, shard) in decoded.shards.iter().enumerate() {
-                let key = m.shard_key(SHARD_PREFIX, i as u32);
-                p.put_bytes(&key, shard)
-                    .await
-                    .map_err(|e| RegistryError::store(&key, e))?;
-            }
+        // Shard keys name the snapshot by its SHA-256 only: the same snapshot split another
+        // way would overwrite the shards a stored version reads.
+        let other_split = history.entries.iter().find_map(|e| {
+            e.snapshot
+                .as_ref()
+                .filter(|s| s.sha256 == m.sha256 && *s != m)
+                .map(|s| (e.id.clone(), s.shards))
+        });
+        if let Some((other, shards)) = other_split {
+            return Err(RegistryError::new(
+                "snapshot_invalid",
+                format!(
+                    "snapshot {} is stored split into {shards} shard(s) by version {other}; \
+                     this bundle splits it into {} (build it with the same shard size)",
+                    m.sha256, m.shards
+                ),
+            ));
+        }
+        // Written even when a stored version has the same snapshot: the history read here
+        // may be stale (KV is eventually consistent), and retention may have deleted shards
+        // it still lists; rewriting identical bytes is safe.
+        for (i, shard) in decoded.shards.iter().enumerate() {
+            let key = m.shard_key(SHARD_PREFIX, i as u32);
+            p.put_bytes(&key, shard)
+                .await
+                .map_err(|e| RegistryError::store(&key, e))?;
         }
     }
     let key = version_key(&id);
