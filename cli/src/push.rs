@@ -272,12 +272,6 @@ pub fn store(
     let legacy: Option<ShardManifest> = kv
         .get_text(MANIFEST_KEY)?
         .and_then(|t| serde_json::from_str(&t).ok());
-    if let Some(m) = &checked.manifest {
-        for (i, shard) in (0u32..).zip(&checked.decoded.shards) {
-            kv.put(&m.shard_key(SHARD_PREFIX, i), shard)?;
-        }
-    }
-    kv.put_text_many(&[(version_key(&id), checked.decoded.config.to_string())])?;
     let mut history = match kv.get_text(HISTORY_KEY)? {
         None => History::default(),
         Some(text) => serde_json::from_str(&text).map_err(|e| {
@@ -286,6 +280,15 @@ pub fn store(
             ))
         })?,
     };
+    if let Some(m) = &checked.manifest {
+        history
+            .check_split(m)
+            .map_err(|e| CliError::Refused(e.to_string()))?;
+        for (i, shard) in (0u32..).zip(&checked.decoded.shards) {
+            kv.put(&m.shard_key(SHARD_PREFIX, i), shard)?;
+        }
+    }
+    kv.put_text_many(&[(version_key(&id), checked.decoded.config.to_string())])?;
     let dropped = history.record_activation(
         HistoryEntry {
             id: id.clone(),

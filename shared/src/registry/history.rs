@@ -109,6 +109,32 @@ impl History {
         self.entries.iter().find(|e| Some(e.id.as_str()) != current)
     }
 
+    /// Checks that a version's snapshot `manifest` can be stored beside the stored versions.
+    /// Shard keys name a snapshot by its SHA-256 only, so the same snapshot split another way
+    /// would overwrite the shards a stored version reads. Runs in the Registry sync and the
+    /// CLI's `push` before any shard is written.
+    ///
+    /// Errors: `snapshot_invalid`, naming the stored version and its split.
+    pub fn check_split(&self, manifest: &ShardManifest) -> Result<(), RegistryError> {
+        let other = self.entries.iter().find_map(|e| {
+            e.snapshot
+                .as_ref()
+                .filter(|s| s.sha256 == manifest.sha256 && *s != manifest)
+                .map(|s| (e.id.as_str(), s.shards))
+        });
+        match other {
+            None => Ok(()),
+            Some((id, shards)) => Err(RegistryError::new(
+                "snapshot_invalid",
+                format!(
+                    "snapshot {} is stored split into {shards} shard(s) by version {id}; this \
+                     bundle splits it into {} (build it with the same shard size)",
+                    manifest.sha256, manifest.shards
+                ),
+            )),
+        }
+    }
+
     /// Records the activation of `entry` by `source` at `at_ms` ([`History::activated`]) and
     /// applies the retention rule ([`History::retain_newest`]: the newest `keep` entries,
     /// always `entry`); returns the removed entries (see [`History::retention`] for what to

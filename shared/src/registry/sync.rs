@@ -215,24 +215,7 @@ where
         }
     };
     if let Some(m) = &manifest {
-        // Shard keys name the snapshot by its SHA-256 only: the same snapshot split another
-        // way would overwrite the shards a stored version reads.
-        let other_split = history.entries.iter().find_map(|e| {
-            e.snapshot
-                .as_ref()
-                .filter(|s| s.sha256 == m.sha256 && *s != m)
-                .map(|s| (e.id.clone(), s.shards))
-        });
-        if let Some((other, shards)) = other_split {
-            return Err(RegistryError::new(
-                "snapshot_invalid",
-                format!(
-                    "snapshot {} is stored split into {shards} shard(s) by version {other}; \
-                     this bundle splits it into {} (build it with the same shard size)",
-                    m.sha256, m.shards
-                ),
-            ));
-        }
+        history.check_split(m)?;
         // Written even when a stored version has the same snapshot: the history read here
         // may be stale (KV is eventually consistent), and retention may have deleted shards
         // it still lists; rewriting identical bytes is safe.
