@@ -532,11 +532,30 @@ fn reply(e: TokenError) -> LocalReply {
     }
 }
 
+/// Whether `url` reads the same to every URL parser: no backslash, no control or space
+/// characters, and no user info in the authority. (`http://evil.example\@localhost/` is
+/// localhost to a naive split but evil.example to the WHATWG parser `fetch` uses.) Checked
+/// before the gateway sends keys or tokens to a configured URL.
+pub(crate) fn is_unambiguous_url(url: &str) -> bool {
+    if url
+        .chars()
+        .any(|c| c == '\\' || c.is_control() || c.is_whitespace())
+    {
+        return false;
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    !authority.contains('@')
+}
+
 /// True for `http://` URLs to a loopback host (allowed for local IdPs and tests).
 pub(crate) fn is_loopback_http(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("http://") else {
         return false;
     };
+    if !is_unambiguous_url(url) {
+        return false;
+    }
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = crate::route::normalize_host(host);
     host == "localhost" || host == "[::1]" || host.starts_with("127.")
@@ -545,6 +564,24 @@ pub(crate) fn is_loopback_http(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_urls_are_checked_as_fetch_parses_them() {
+        for (url, loopback) in [
+            ("http://127.0.0.1:8080/jwks", true),
+            ("http://localhost/jwks", true),
+            ("http://[::1]:9/x", true),
+            ("http://evil.example\\@localhost/jwks", false),
+            ("http://localhost@evil.example/jwks", false),
+            ("http://user@127.0.0.1/jwks", false),
+            ("http://127.0.0.1/a b", false),
+            ("http://127.0.0.1/a\tb", false),
+            ("https://127.0.0.1/jwks", false),
+            ("http://127.0.0.1/users/@me", true),
+        ] {
+            assert_eq!(is_loopback_http(url), loopback, "{url}");
+        }
+    }
 
     #[test]
     fn bearer_extraction_table() {

@@ -152,6 +152,11 @@ fn check_url(url: &str, path: &str, cx: &mut Ctx) {
         || crate::auth::is_loopback_http(url);
     if !ok {
         cx.err(path, "must be an https URL (http only to a loopback host)");
+    } else if !crate::auth::is_unambiguous_url(url) {
+        cx.err(
+            path,
+            "no user info, backslashes, spaces or control characters (URL parsers disagree on them)",
+        );
     }
 }
 

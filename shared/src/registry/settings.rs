@@ -168,18 +168,23 @@ fn check_url(url: &str) -> Result<(), SettingsError> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| err(URL_VAR, "not an absolute URL"))?;
+    if !crate::auth::is_unambiguous_url(url) {
+        return Err(err(
+            URL_VAR,
+            "no user info, backslashes, spaces or control characters (URL parsers disagree on them; the token goes to this URL)",
+        ));
+    }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
+    let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.split(':').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
     };
     if host.is_empty() {
         return Err(err(URL_VAR, "no host"));
     }
     match scheme.to_ascii_lowercase().as_str() {
         "https" => Ok(()),
-        "http" if matches!(host, "localhost" | "127.0.0.1" | "::1") => Ok(()),
+        "http" if crate::auth::is_loopback_http(url) => Ok(()),
         "http" => Err(err(
             URL_VAR,
             "plain http is allowed only to localhost (the bearer token would travel in clear)",
@@ -238,6 +243,27 @@ mod tests {
             ),
             (
                 vec![(URL_VAR, "http://registry.example/b"), (KEYS_VAR, KEY_A)],
+                Err(URL_VAR),
+            ),
+            (
+                vec![
+                    (URL_VAR, "http://evil.example\\@localhost/b"),
+                    (KEYS_VAR, KEY_A),
+                ],
+                Err(URL_VAR),
+            ),
+            (
+                vec![
+                    (URL_VAR, "https://user:pw@registry.example/b"),
+                    (KEYS_VAR, KEY_A),
+                ],
+                Err(URL_VAR),
+            ),
+            (
+                vec![
+                    (URL_VAR, "http://localhost@evil.example/b"),
+                    (KEYS_VAR, KEY_A),
+                ],
                 Err(URL_VAR),
             ),
             (
