@@ -381,10 +381,11 @@ fn unsigned_only_when_allowed_and_two_keys_for_rotation() {
     let good = config("http://10.0.0.1");
     let cases: Vec<KeyCase> = vec![
         (
-            "unsigned, allowed",
+            // Stripping a signed bundle's trailer must not make it acceptable.
+            "unsigned, allowed, but a key is configured: a signature is required",
             bundle("u", &good, None),
             vec![("EDGEGATE_REGISTRY_ALLOW_UNSIGNED", "true".into())],
-            Ok(None),
+            Err("bundle_unsigned"),
         ),
         (
             "unsigned, allowed, no keys",

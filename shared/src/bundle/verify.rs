@@ -15,7 +15,9 @@ pub struct Verified {
 /// Verifies `bundle`'s signatures with the platform's Ed25519 (WebCrypto on Workers). Runs in
 /// the Registry sync and the CLI's `push`, before anything is stored.
 ///
-/// Rules: an unsigned bundle passes only with `allow_unsigned`. Otherwise every signature by a
+/// Rules: an unsigned bundle passes only with `allow_unsigned` and no configured key (with
+/// keys configured, a signature is required: otherwise stripping the trailer would turn a
+/// tampered bundle into an accepted unsigned one). Otherwise every signature by a
 /// configured key must verify and there must be at least one; signatures by other keys are
 /// ignored (a Registry in the middle of a rotation signs with its old and new key), but a
 /// bundle signed only by unknown keys is refused even when unsigned bundles are allowed: a
@@ -30,7 +32,7 @@ pub async fn verify<C: Crypto>(
     allow_unsigned: bool,
 ) -> Result<Verified, BundleError> {
     if bundle.signatures.is_empty() {
-        return if allow_unsigned {
+        return if allow_unsigned && keys.is_empty() {
             Ok(Verified { key_id: None })
         } else {
             Err(BundleError::Unsigned)
@@ -149,6 +151,13 @@ mod tests {
                 Err("bundle_unsigned"),
             ),
             ("unsigned allowed", &plain, vec![], true, Ok(None)),
+            (
+                "unsigned allowed, but keys configured",
+                &plain,
+                vec![a.clone()],
+                true,
+                Err("bundle_unsigned"),
+            ),
             (
                 "unknown key only",
                 &by_c,

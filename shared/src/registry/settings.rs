@@ -157,7 +157,7 @@ impl RegistrySettings {
             token: get(TOKEN_VAR),
             keys,
             allow_unsigned,
-            keep_versions: number(KEEP_VAR, 10, 1, MAX_KEEP as u64)? as usize,
+            keep_versions: number(KEEP_VAR, 10, 2, MAX_KEEP as u64)? as usize,
             timeout_ms: number(TIMEOUT_VAR, 10_000, 1, 600_000)?,
             backoff_ms: number(BACKOFF_VAR, 60_000, 1, 86_400_000)?,
         }))
@@ -233,6 +233,8 @@ mod tests {
             ),
             (vec![url, (KEYS_VAR, "ed25519:short")], Err(KEYS_VAR)),
             (vec![url, (KEYS_VAR, KEY_A), (KEEP_VAR, "0")], Err(KEEP_VAR)),
+            // The previous version must stay: isolates elsewhere may still read it.
+            (vec![url, (KEYS_VAR, KEY_A), (KEEP_VAR, "1")], Err(KEEP_VAR)),
             (
                 vec![url, (KEYS_VAR, KEY_A), (KEEP_VAR, "ten")],
                 Err(KEEP_VAR),
