@@ -4,6 +4,7 @@
 
 use crate::error::{read_text, CliError, EXIT_INVALID};
 use crate::Outcome;
+use edgegate_core::admin::AdminSettings;
 use edgegate_core::config::{Capabilities, CompiledConfig, ConfigErrors};
 use edgegate_core::config_store::ConfigStore;
 use edgegate_core::platform::{ClientCertificate, ClientCertificates};
@@ -68,14 +69,18 @@ pub struct ValidateArgs {
 
 /// Compiles config text for `platform` by the gateway's own rule,
 /// [`ConfigStore::compile`] (what its config store runs before it activates a version, and
-/// its Registry sync before it stores one), with the platform's capabilities. The store has
-/// no admin API settings: the admin prefix or host is a deployment's variable the CLI does
-/// not know, so a route reaching it is refused by the gateway, not here. The version id is
+/// its Registry sync before it stores one), with the platform's capabilities and the admin
+/// API's reserved paths: the default prefix (`/__edgegate/admin`), or `EDGEGATE_ADMIN_PREFIX`
+/// / `EDGEGATE_ADMIN_HOST` from the environment, as the deployment sets them — a config
+/// whose routes reach the admin API would be refused by every isolate. The version id is
 /// irrelevant to validity.
 ///
 /// Errors: every problem, each with its JSON path.
 pub fn check(text: &str, platform: Platform) -> Result<CompiledConfig, ConfigErrors> {
-    ConfigStore::new(0).compile(&platform, text, "validate")
+    let (admin, _problems) = AdminSettings::from_vars(|name| std::env::var(name).ok());
+    ConfigStore::new(0)
+        .with_admin(admin)
+        .compile(&platform, text, "validate")
 }
 
 /// The one-line summary of a valid config.
