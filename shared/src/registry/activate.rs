@@ -77,11 +77,15 @@ where
         });
     }
     let now = p.now_ms();
+    let before = history.clone();
     history.activated(entry, now, source);
     history.save(p).await?;
-    p.put_text(POINTER_KEY, id)
-        .await
-        .map_err(|e| RegistryError::store(POINTER_KEY, e))?;
+    if let Err(e) = p.put_text(POINTER_KEY, id).await {
+        // Not activated: put the history back as it was (best effort, as the sync does), so
+        // it keeps naming the active version first.
+        let _ = before.save(p).await;
+        return Err(RegistryError::store(POINTER_KEY, e));
+    }
     let activated_at_ms = p.now_ms();
     p.log_line(&event_line(
         "registry_activated",
