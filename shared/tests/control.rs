@@ -263,3 +263,65 @@ fn background_mode_never_makes_a_request_wait_for_a_warm_read() {
     assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 403);
     assert!(!gw.control().take_wanted(), "not due again yet");
 }
+
+#[test]
+fn background_mode_reads_first_after_an_idle_period() {
+    let p = platform_with(&config());
+    let gw = gateway().with_control(ControlCache::new(REFRESH_MS).with_background_refresh());
+    assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 200);
+    // Blocked elsewhere while this isolate serves nothing for a minute.
+    p.control_apply(&block("203.0.113.9"));
+    p.advance(60_000);
+    let calls = p.control_calls();
+    let all =
+        (0..20).map(|_| gw.handle(&p, req("/shop/items", Some("203.0.113.9")), FakeBody::Empty));
+    let responses = block_on(futures::future::join_all(all));
+    assert!(
+        responses.iter().all(|r| r.status == 403),
+        "the first requests after the idle period are refused"
+    );
+    assert_eq!(p.control_calls(), calls + 1, "one shared read");
+    assert!(
+        !gw.control().take_wanted(),
+        "the inline read leaves nothing to the host"
+    );
+}
+
+#[test]
+fn background_mode_serves_a_slightly_stale_state_at_once() {
+    let p = platform_with(&config());
+    let gw = gateway().with_control(ControlCache::new(REFRESH_MS).with_background_refresh());
+    assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 200);
+    p.control_apply(&block("203.0.113.9"));
+    // Just under the bound (2 × the interval): still served on the known state.
+    p.advance(2 * REFRESH_MS - 1);
+    let calls = p.control_calls();
+    assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 200);
+    assert_eq!(p.control_calls(), calls, "no read during the request");
+    assert!(gw.control().take_wanted(), "left to the host");
+    assert!(block_on(gw.control().refresh(&p)));
+    assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 403);
+}
+
+#[test]
+fn background_mode_after_an_idle_period_keeps_the_last_state_when_unreachable() {
+    let p = platform_with(&config());
+    p.control_apply(&block("203.0.113.9"));
+    let gw = gateway().with_control(ControlCache::new(REFRESH_MS).with_background_refresh());
+    assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 403);
+    p.take_logs();
+    p.set_control_down(true);
+    p.advance(60_000);
+    let calls = p.control_calls();
+    assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 403);
+    assert_eq!(p.control_calls(), calls + 1, "tried inline");
+    let events = lines(&p, "event");
+    let ev = events
+        .iter()
+        .find(|e| e["event"] == "control_unavailable")
+        .expect("logged");
+    assert_eq!(ev["serving_revision"].as_u64(), Some(1));
+    // The failed read counts: the next requests do not each retry inline.
+    assert_eq!(send(&gw, &p, "/shop/items", "203.0.113.9").status, 403);
+    assert_eq!(p.control_calls(), calls + 1);
+}

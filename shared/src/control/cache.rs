@@ -13,11 +13,16 @@ use std::rc::Rc;
 const COLD_TICK_MS: u64 = 5;
 /// How many ticks it waits at most (then it serves with whatever state there is).
 const COLD_MAX_TICKS: u32 = 400;
+/// A held state read longer ago than this many refresh intervals is too old to serve
+/// without reading first, even in background mode (see [`ControlCache`]).
+const STALE_INTERVALS: u64 = 2;
 
 #[derive(Default)]
 struct Inner {
     current: Option<Rc<ControlState>>,
     checked_at: Option<u64>,
+    /// When the last read (or install) ended, reached or not: the age of what is held.
+    read_at: Option<u64>,
     failures: u64,
     /// Background mode: a warm re-read is due and no host task has taken it yet.
     wanted: bool,
@@ -26,9 +31,9 @@ struct Inner {
 /// The overrides as this isolate knows them, re-read from the control object every
 /// `refresh_ms` (EDGEGATE_CONTROL_REFRESH_MS, default 3000).
 ///
-/// So a change reaches every isolate within `refresh_ms` + one round trip to the control
-/// object (an isolate that serves no request in between applies it on its next request,
-/// which reads first).
+/// So a change reaches every isolate within 2 × `refresh_ms` + one round trip to the
+/// control object (6 s + a round trip with the default): an isolate that serves no request in
+/// between applies it on its next request, which reads first.
 ///
 /// - **Cold isolate** (nothing read yet): requests wait for the first read, shared by all of
 ///   them (single-flight): no request is served before the overrides are known. If the object
@@ -39,10 +44,21 @@ struct Inner {
 ///   have without waiting. When the object cannot be reached, the last known state keeps
 ///   applying and the failure is logged (`control_unavailable`, with a count).
 /// - **Warm isolate, background mode** ([`ControlCache::with_background_refresh`], for hosts
-///   that can run work after the response, as Workers' `waitUntil`): no request waits for a
-///   re-read; the request that finds one due serves on the known state, and the host runs
-///   [`ControlCache::take_wanted`] + [`ControlCache::refresh`] after responding. The bound
-///   stays the interval plus one round trip (of an isolate that keeps serving).
+///   that can run work after the response, as Workers' `waitUntil`): a *slightly stale*
+///   state (read between `refresh_ms` and 2 × `refresh_ms` ago) is served at once: the
+///   request that finds a re-read due serves on it, and the host runs
+///   [`ControlCache::take_wanted`] + [`ControlCache::refresh`] after responding.
+/// - **Stale isolate** (held state read 2 × `refresh_ms` ago or more, in either mode: an
+///   isolate that was idle, or whose host never ran the background read): treated like a
+///   cold one: requests wait for one shared read (single-flight) before being served, so a
+///   block made during the idle period applies to the first request after it. Unreachable
+///   object: the last known state keeps applying (logged), and the failed read counts as
+///   the read for the age, so requests do not each retry inline.
+///
+/// Why 2 × `refresh_ms`: a busy isolate in background mode serves on a state up to
+/// `refresh_ms` + one background round trip old, which stays under the bound, so such an
+/// isolate never waits; the bound is still within the "applied everywhere within 10 s"
+/// requirement at the default 3 s interval.
 pub struct ControlCache {
     refresh_ms: u64,
     background: bool,
@@ -85,17 +101,22 @@ impl ControlCache {
     /// reached (the request runs without overrides).
     pub async fn current<P: Control + Clock + Log>(&self, p: &P) -> Option<Rc<ControlState>> {
         let now = p.now_ms();
-        let (current, due) = {
+        let (current, due, stale) = {
             let s = self.inner.borrow();
             (
                 s.current.clone(),
                 refresh_due(s.checked_at, now, self.refresh_ms),
+                refresh_due(
+                    s.read_at,
+                    now,
+                    self.refresh_ms.saturating_mul(STALE_INTERVALS),
+                ),
             )
         };
-        if !due {
+        if !due && !stale {
             return current;
         }
-        if current.is_some() {
+        if current.is_some() && !stale {
             // Others keep serving on the known state while this request (or the host, after
             // this request) re-reads.
             {
@@ -108,6 +129,7 @@ impl ControlCache {
             }
             self.refresh(p).await;
         } else {
+            // Cold, or held too long to serve: every request waits for one shared read.
             self.flight
                 .run(
                     async {
@@ -141,6 +163,7 @@ impl ControlCache {
                 let (failures, serving) = {
                     let mut s = self.inner.borrow_mut();
                     s.checked_at = Some(now);
+                    s.read_at = Some(now);
                     s.failures += 1;
                     (s.failures, s.current.as_ref().map(|c| c.revision))
                 };
@@ -163,6 +186,7 @@ impl ControlCache {
         let previous = {
             let mut s = self.inner.borrow_mut();
             s.checked_at = Some(now);
+            s.read_at = Some(now);
             let previous = s.current.as_ref().map(|c| c.revision);
             if previous.is_some_and(|r| r >= state.revision) {
                 return;
