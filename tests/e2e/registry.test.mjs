@@ -461,3 +461,49 @@ describe("the admin API on the Registry versions: sync now, versions, activate, 
     ]);
   });
 });
+
+describe("a chunked Registry answer over the bundle size cap", () => {
+  const ADMIN_TOKEN = "registry-admin-token-0123456789";
+  const CAP = 64 * 1024 * 1024; // MAX_BUNDLE_BYTES
+  let gw, registry, id1;
+
+  before(async () => {
+    const b1 = release("cap-1", configFor(backendA));
+    id1 = versionId(b1);
+    registry = await new MockRegistry({ token: TOKEN, bundle: b1 }).start();
+    gw = await startGateway({
+      config: null,
+      bindings: { EDGEGATE_ADMIN_TOKEN: ADMIN_TOKEN },
+      registry: { url: registry.url, token: TOKEN, keys: [signer.publicText], timeoutMs: 30000, backoffMs: 1 },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await registry?.close();
+  });
+
+  const sync = () =>
+    gw.request({
+      method: "POST",
+      path: "/__edgegate/admin/sync",
+      headers: { "cf-connecting-ip": "192.0.2.10", authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+
+  test("without a Content-Length, the body is cut off once past the cap (not buffered whole); the last good version serves", async () => {
+    const first = await sync();
+    assert.equal(first.status, 200, first.text);
+    assert.equal(first.json().version, id1);
+    const total = 4 * CAP;
+    registry.setOversized(total);
+    const res = await sync();
+    const problem = assertProblem(res, { status: 502, code: "registry_sync_failed" });
+    assert.match(problem.detail, /^registry_unreachable\b/, problem.detail);
+    assert.match(problem.detail, new RegExp(`body over ${CAP} bytes`), problem.detail);
+    for (let i = 0; i < 100 && !registry.oversized.closed && !registry.oversized.complete; i++) await delay(20);
+    assert.ok(!registry.oversized.complete, `the gateway stopped reading: ${registry.oversized.sent} of ${total} bytes sent`);
+    assert.ok(registry.oversized.sent < 2 * CAP, `${registry.oversized.sent} bytes sent`);
+    registry.setOversized(null);
+    const p = await probe(gw);
+    assert.deepEqual([p.status, p.backend, p.version], [200, "a", id1]);
+  });
+});

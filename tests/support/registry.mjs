@@ -6,6 +6,8 @@
 //   reg.url                     → http://127.0.0.1:PORT/bundle (EDGEGATE_REGISTRY_URL)
 //   reg.setBundle(buf)          → serve another bundle (new ETag)
 //   reg.setOutage("503" | "refused" | "hang" | null)
+//   reg.setOversized(bytes)     → answer 200 chunked (no Content-Length) with `bytes` zero
+//                                 bytes; reg.oversized → { total, sent, complete, closed }
 //   reg.counts / reg.requests   → what the gateway asked
 // From the command line (the README demo serves signed bundles from examples/):
 //   node tests/support/registry.mjs --bundle examples/demo.bundle [--port 8788] [--token T]
@@ -33,6 +35,7 @@ export class MockRegistry {
     this.bundleFile = bundleFile;
     this.path = path;
     this.outage = null;
+    this.oversized = null;
     this.requests = [];
     this.counts = { requests: 0, ok: 0, notModified: 0, unauthorized: 0, outage: 0 };
     this.sockets = new Set();
@@ -88,6 +91,37 @@ export class MockRegistry {
 
   #hanging = [];
 
+  /**
+   * From now on answers the bundle path with 200 and `total` zero bytes, chunked (no
+   * Content-Length), written with backpressure; `this.oversized.sent` is how many were
+   * accepted by the socket before the client closed it (`closed`) or all were (`complete`).
+   * null: serves the bundle again.
+   */
+  setOversized(total) {
+    this.oversized = total === null ? null : { total, sent: 0, complete: false, closed: false };
+  }
+
+  #streamOversized(res) {
+    const state = this.oversized;
+    const chunk = Buffer.alloc(1 << 20);
+    res.writeHead(200, { "content-type": "application/octet-stream", "transfer-encoding": "chunked" });
+    res.on("close", () => {
+      state.closed = true;
+    });
+    const pump = () => {
+      while (!state.closed && state.sent < state.total) {
+        const n = Math.min(chunk.length, state.total - state.sent);
+        state.sent += n;
+        if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return res.once("drain", pump);
+      }
+      if (!state.closed) {
+        state.complete = true;
+        res.end();
+      }
+    };
+    pump();
+  }
+
   #current() {
     return this.bundleFile ? readFileSync(this.bundleFile) : this.bundle;
   }
@@ -123,6 +157,11 @@ export class MockRegistry {
     }
     if (req.method !== "GET" || new URL(req.url, "http://x").pathname !== this.path) {
       return answer(404, {}, "");
+    }
+    if (this.oversized) {
+      record.status = 200;
+      this.counts.ok += 1;
+      return this.#streamOversized(res);
     }
     const body = this.#current();
     if (!body) return answer(404, {}, "no bundle");

@@ -23,9 +23,10 @@ impl WorkerBody {
     }
 }
 
-/// Reads a request body whole, at most `limit` bytes, chunk by chunk (a longer body is not
-/// buffered past the limit). Errors: `None` when it is longer than `limit`, `Some(detail)`
-/// when the stream broke.
+/// Reads a body whole (an admin request's, or a buffered fetch's response), at most `limit`
+/// bytes, chunk by chunk: a longer body is not buffered past the limit, and its stream is
+/// cancelled. Errors: `None` when it is longer than `limit`, `Some(detail)` when the stream
+/// broke.
 pub async fn read_limited(body: WorkerBody, limit: usize) -> Result<Vec<u8>, Option<String>> {
     use js_sys::{Function, Reflect, Uint8Array};
     use wasm_bindgen::JsCast;
@@ -36,7 +37,7 @@ pub async fn read_limited(body: WorkerBody, limit: usize) -> Result<Vec<u8>, Opt
         WorkerBody::Bytes(b) => return Ok(b.to_vec()),
         WorkerBody::Stream(s) => s,
     };
-    let broke = |e: JsValue| Some(format!("{e:?}"));
+    let broke = |e: JsValue| Some(crate::platform::js_error(e));
     let reader = Reflect::get(&stream, &"getReader".into())
         .and_then(|f| f.dyn_into::<Function>())
         .and_then(|f| f.call0(&stream))

@@ -56,7 +56,7 @@ thread_local! {
         .and_then(|c| c.dyn_into::<web_sys::Crypto>().ok());
 }
 
-fn js_error(e: JsValue) -> String {
+pub(crate) fn js_error(e: JsValue) -> String {
     e.dyn_ref::<js_sys::Error>()
         .map(|err| String::from(err.message()))
         .or_else(|| e.as_string())
@@ -399,16 +399,16 @@ impl Http for WorkerPlatform {
             .ok()
             .flatten()
             .and_then(|v| v.parse::<usize>().ok());
+        let too_large = || PlatformError(format!("body over {max_body} bytes"));
         if declared.is_some_and(|n| n > max_body) {
-            return Err(PlatformError(format!("body over {max_body} bytes")));
+            return Err(too_large());
         }
-        let buffer = JsFuture::from(resp.array_buffer().map_err(err)?)
+        // Without a Content-Length (chunked) the cap is enforced while reading: the stream is
+        // cancelled as soon as it passes `max_body`, never buffered whole.
+        let stream = resp.body().map_or(WorkerBody::Empty, WorkerBody::Stream);
+        let body = crate::body::read_limited(stream, max_body)
             .await
-            .map_err(err)?;
-        let body = js_sys::Uint8Array::new(&buffer).to_vec();
-        if body.len() > max_body {
-            return Err(PlatformError(format!("body over {max_body} bytes")));
-        }
+            .map_err(|e| e.map_or_else(too_large, PlatformError))?;
         Ok(HttpResponse {
             status: resp.status(),
             headers: crate::convert::header_list(&resp.headers()),
