@@ -35,7 +35,7 @@ import {
 const AUD = "edgegate-tests";
 const HMAC_ISS = "https://hmac.edgegate.test";
 const UNSET_ISS = "https://unset-secret.edgegate.test";
-const HS_SECRET_NAME = "EDGEGATE_JWT_HS_KEY";
+const HS_SECRET_NAME = "E2E_JWT_HS_KEY";
 const REFETCH_MS = 1000; // refetch_interval_s: 1 for every provider
 const MAX_TOKEN_BYTES = 4096;
 const IDP_TIMEOUT_MS = 400;
@@ -90,7 +90,7 @@ before(async () => {
   const providers = {
     main: jwks(idp.main),
     hmac: { issuer: HMAC_ISS, hmac_secret: HS_SECRET_NAME },
-    hmac_unset: { issuer: UNSET_ISS, hmac_secret: "EDGEGATE_NOT_BOUND" },
+    hmac_unset: { issuer: UNSET_ISS, hmac_secret: "E2E_NOT_BOUND" },
     rot: jwks(idp.rot, { jwks_min_ttl_s: 300 }),
     ttl: jwks(idp.ttl, { jwks_min_ttl_s: 0, jwks_max_ttl_s: 3600 }),
     stale: jwks(idp.stale, { jwks_min_ttl_s: 0, timeout_ms: IDP_TIMEOUT_MS }),
