@@ -14,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createRequire } from "node:module";
+import zlib from "node:zlib";
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, "../..");
@@ -797,3 +798,132 @@ export function table(headers, rows, align) {
   return [line(headers), w.map((x) => "-".repeat(x)).join("  "), ...rows.map(line)].join("\n");
 }
 
+// Shared by cold-start.mjs and registry-sync.mjs: workerd CPU readings and build copies.
+
+// ------------------------------------------------------------------------- CPU of a process
+
+/**
+ * A CPU reading of `pid`, in ms: `ms` all live threads (first field of each
+ * /proc/<pid>/task/<tid>/schedstat, ns), split into `mainMs` (the thread named "workerd": its
+ * event loop, which runs every isolate — the worker's, Miniflare's entry worker, the KV
+ * simulator), `v8Ms` (V8's platform worker threads, "V8 DefaultWorke…": background compilation
+ * (wasm tier-up to TurboFan, JS optimisation) and GC helpers) and the rest (kj/tokio I/O
+ * threads); `statMs` utime+stime of /proc/<pid>/stat (all threads, dead ones too, 1/CLK_TCK
+ * resolution), a cross-check.
+ */
+export function cpuReading(pid) {
+  const r = { ms: 0, mainMs: 0, v8Ms: 0, threads: 0 };
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const ms = Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]) / 1e6;
+      const comm = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      r.ms += ms;
+      if (comm === "workerd") r.mainMs += ms;
+      else if (comm.startsWith("V8 ")) r.v8Ms += ms;
+      r.threads += 1;
+    } catch {} // the thread just exited
+  }
+  r.statMs = procCpuMs(pid);
+  return r;
+}
+
+/** The differences b − a of two readings (and of the thread count). */
+export const cpuDelta = (a, b) => ({
+  ms: b.ms - a.ms, mainMs: b.mainMs - a.mainMs, v8Ms: b.v8Ms - a.v8Ms, statMs: b.statMs - a.statMs, threads: b.threads - a.threads,
+});
+
+/**
+ * Waits until `pid` is idle — its CPU grew by less than 0.3 ms over the last 150 ms — so work a
+ * request started in the background (V8 compiling the code it ran) is charged to it; bounded
+ * (`boundMs`, 5 s by default). → the reading, and how long it waited.
+ */
+export async function settledReading(pid, boundMs = 5000) {
+  const t0 = Date.now();
+  let last = cpuReading(pid);
+  for (;;) {
+    await sleep(150);
+    const now = cpuReading(pid);
+    if (now.ms - last.ms < 0.3 || Date.now() - t0 > boundMs) return { ...now, settleMs: Date.now() - t0, settled: now.ms - last.ms < 0.3 };
+    last = now;
+  }
+}
+
+/** workerd processes whose parent is this node process → [{ pid, start }] (start in ticks). */
+export function workerdChildren() {
+  const out = [];
+  for (const d of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (comm === "workerd" && Number(f[1]) === process.pid) out.push({ pid: Number(d), start: Number(f[19]) });
+  }
+  return out;
+}
+
+// --------------------------------------------------------------------------- build copies
+
+/**
+ * Copies a build's files (index.js, index_bg.wasm, worker/shim.mjs, package.json) into `dir`,
+ * so a concurrent rebuild cannot change what is measured; returns sizes and hashes.
+ */
+export function snapshotBuild(buildDir, dir) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.join(dir, "worker"), { recursive: true });
+  for (const f of ["index.js", "index_bg.wasm", "worker/shim.mjs", "package.json"]) {
+    if (fs.existsSync(path.join(buildDir, f))) fs.copyFileSync(path.join(buildDir, f), path.join(dir, f));
+  }
+  const size = (f) => {
+    const file = path.join(dir, f);
+    // GNU gzip -9 (as `gzip -9 -c <file> | wc -c`); node's zlib at level 9 if there is no gzip
+    // (its output is ~2% larger).
+    const r = spawnSync("gzip", ["-9", "-c", file], { maxBuffer: 64 << 20 });
+    const gnu = r.status === 0 ? r.stdout.length : null;
+    return { raw: fs.statSync(file).size, gzip9: gnu ?? zlib.gzipSync(fs.readFileSync(file), { level: 9 }).length, gzipTool: gnu ? "gzip -9" : "node zlib level 9" };
+  };
+  return {
+    dir: path.relative(ROOT, buildDir),
+    builtAt: fs.statSync(path.join(buildDir, "index_bg.wasm")).mtime.toISOString(),
+    wasmSha256: sha256(path.join(dir, "index_bg.wasm")),
+    indexJsSha256: sha256(path.join(dir, "index.js")),
+    wasm: size("index_bg.wasm"),
+    indexJs: size("index.js"),
+    shim: path.join(dir, "worker/shim.mjs"),
+    root: dir,
+  };
+}
+
+/**
+ * wrangler's own size figure: `wrangler deploy --dry-run` on a temporary copy of wrangler.toml
+ * (HEAD's, outside the repo) whose `main` is the snapshot's shim and which has no [build]
+ * command (which would rebuild worker/build).
+ */
+export function wranglerSize(shim, dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  const lines = [];
+  let inBuild = false;
+  // The committed wrangler.toml (HEAD), so uncommitted edits elsewhere in the tree do not count.
+  const committed = git(["show", "HEAD:wrangler.toml"]);
+  for (const line of (committed || fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8")).split("\n")) {
+    if (/^\s*\[/.test(line)) inBuild = /^\s*\[build\]\s*$/.test(line);
+    if (inBuild) continue;
+    lines.push(/^main\s*=/.test(line) ? `main = ${JSON.stringify(shim)}` : line);
+  }
+  const config = path.join(dir, "wrangler.toml");
+  fs.writeFileSync(config, lines.join("\n"));
+  const r = spawnSync(path.join(ROOT, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--config", config, "--outdir", path.join(dir, "out")], {
+    cwd: dir,
+    encoding: "utf8",
+    timeout: 120_000,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" },
+  });
+  const text = `${r.stdout ?? ""}\n${r.stderr ?? ""}`;
+  const m = text.match(/Total Upload:\s*([\d.,]+)\s*KiB\s*\/\s*gzip:\s*([\d.,]+)\s*KiB/);
+  if (!m) return { error: `wrangler deploy --dry-run gave no size (${r.error?.message ?? r.status}): ${text.slice(-600)}` };
+  return { totalKiB: Number(m[1].replace(/,/g, "")), gzipKiB: Number(m[2].replace(/,/g, "")), line: m[0] };
+}

@@ -60,12 +60,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
-import zlib from "node:zlib";
 import { Miniflare } from "miniflare";
 import {
   ROOT, BUILD, COMPAT_DATE, REQUEST_PATH, BACKEND_BODY, children, runMain, boundRun, parseBenchArgs, numOption,
-  outDirOption, ensureWorkerBuild, startBackend, procCpuMs, median, sleep, withTimeout, sha256, git, benchEnv,
-  envLine, fmt, table, writeResult,
+  outDirOption, ensureWorkerBuild, startBackend, median, sleep, withTimeout, sha256, git, benchEnv,
+  envLine, fmt, table, writeResult, cpuDelta, settledReading, workerdChildren, snapshotBuild, wranglerSize,
 } from "./lib.mjs";
 import { LogCapture } from "../../tests/support/gateway.mjs";
 import { MockRegistry } from "../../tests/support/registry.mjs";
@@ -80,58 +79,6 @@ const API_KEY = "bench-registry-sync-key";
 const API_KEY_DIGEST = createHash("sha256").update(API_KEY).digest("hex");
 const CLIENT_IP = "198.51.100.7";
 const SERVE_REFRESH_MS = 1000; // the serve isolate re-reads the pointer at most every second
-
-// ------------------------------------------------------------------------- CPU of a process
-// (as cold-start.mjs)
-
-/** Reading of `pid` in ms: all live threads (schedstat), the "workerd" thread, V8 workers. */
-function cpuReading(pid) {
-  const r = { ms: 0, mainMs: 0, v8Ms: 0, threads: 0 };
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const ms = Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]) / 1e6;
-      const comm = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
-      r.ms += ms;
-      if (comm === "workerd") r.mainMs += ms;
-      else if (comm.startsWith("V8 ")) r.v8Ms += ms;
-      r.threads += 1;
-    } catch {} // the thread just exited
-  }
-  r.statMs = procCpuMs(pid);
-  return r;
-}
-
-const cpuDelta = (a, b) => ({ ms: b.ms - a.ms, mainMs: b.mainMs - a.mainMs, v8Ms: b.v8Ms - a.v8Ms, statMs: b.statMs - a.statMs });
-
-/** Waits until `pid` is idle (< 0.3 ms CPU over 150 ms; bounded, 8 s) → the reading. */
-async function settledReading(pid) {
-  const t0 = Date.now();
-  let last = cpuReading(pid);
-  for (;;) {
-    await sleep(150);
-    const now = cpuReading(pid);
-    if (now.ms - last.ms < 0.3 || Date.now() - t0 > 8000) return { ...now, settled: now.ms - last.ms < 0.3 };
-    last = now;
-  }
-}
-
-/** workerd processes whose parent is this node process → [{ pid, start }]. */
-function workerdChildren() {
-  const out = [];
-  for (const d of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    let stat;
-    try {
-      stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (comm === "workerd" && Number(f[1]) === process.pid) out.push({ pid: Number(d), start: Number(f[19]) });
-  }
-  return out;
-}
 
 // ------------------------------------------------------------------------------- snapshots
 
@@ -292,16 +239,6 @@ function buildBundles(dir, sizes, backendUrl) {
 
 // ------------------------------------------------------------------------------- Miniflare
 
-/** Copies a build (index.js, index_bg.wasm, worker/shim.mjs, package.json) into `dir`. */
-function snapshotBuild(buildDir, dir) {
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(path.join(dir, "worker"), { recursive: true });
-  for (const f of ["index.js", "index_bg.wasm", "worker/shim.mjs", "package.json"]) {
-    if (fs.existsSync(path.join(buildDir, f))) fs.copyFileSync(path.join(buildDir, f), path.join(dir, f));
-  }
-  return { root: dir, shim: path.join(dir, "worker/shim.mjs"), wasmSha256: sha256(path.join(dir, "index_bg.wasm")), builtAt: fs.statSync(path.join(buildDir, "index_bg.wasm")).mtime.toISOString() };
-}
-
 /**
  * A Miniflare with edgegate workers `names` (the first one owns the Durable Object classes;
  * the others with `ownObjects` get their own, the rest bind the first one's), all on one KV
@@ -418,46 +355,46 @@ async function syncRun({ build, bundles, keys, size, requests, registry }) {
     if (ev?.registry?.result !== result) failures.push(`${what}: ${JSON.stringify(ev?.registry)} (want ${result})`);
   };
   try {
-    const c0 = await settledReading(g.pid);
+    const c0 = await settledReading(g.pid, 8000);
     await tick(g, "noop");
-    const c1 = await settledReading(g.pid);
+    const c1 = await settledReading(g.pid, 8000);
     expectTick(await tick(g, "cron"), "activated", "tick 1 (B0)");
-    const c2 = await settledReading(g.pid);
+    const c2 = await settledReading(g.pid, 8000);
     const first0 = await get(g, g.urls.serve, REQUEST_PATH, headers);
     expectOk(first0, b.id0, "first request on B0");
-    const c3 = await settledReading(g.pid);
+    const c3 = await settledReading(g.pid, 8000);
     for (let i = 0; i < requests; i++) expectOk(await get(g, g.urls.serve, REQUEST_PATH, headers), b.id0, "request on B0");
-    const c3b = await settledReading(g.pid);
+    const c3b = await settledReading(g.pid, 8000);
     for (let i = 0; i < requests; i++) expectOk(await get(g, g.urls.serve, REQUEST_PATH, headers), b.id0, "request on B0");
-    const c4 = await settledReading(g.pid);
+    const c4 = await settledReading(g.pid, 8000);
     registry.setBundle(b.b1);
     const syncMark = g.logs.mark();
     const sync = await tick(g, "cron");
     const syncEvent = g.logs.events("registry_sync", syncMark)[0] ?? null;
     expectTick(sync, "activated", "tick 2 (B1)");
-    const c5 = await settledReading(g.pid);
+    const c5 = await settledReading(g.pid, 8000);
     expectTick(await tick(g, "cron"), "not_modified", "tick 3 (304)");
-    const c6 = await settledReading(g.pid);
+    const c6 = await settledReading(g.pid, 8000);
     registry.setBundle(b.b1resigned);
     expectTick(await tick(g, "cron"), "unchanged", "tick 4 (B1 re-signed)");
-    const c7 = await settledReading(g.pid);
+    const c7 = await settledReading(g.pid, 8000);
     registry.setBundle(b.b2);
     const sync2Mark = g.logs.mark();
     expectTick(await tick(g, "cron"), "activated", "tick 5 (B2)");
     const sync2Event = g.logs.events("registry_sync", sync2Mark)[0] ?? null;
-    const c7b = await settledReading(g.pid);
+    const c7b = await settledReading(g.pid, 8000);
     // The serve isolate notices the new pointer on its first request after its refresh interval.
     await sleep(SERVE_REFRESH_MS + 300);
-    const c8 = await settledReading(g.pid);
+    const c8 = await settledReading(g.pid, 8000);
     const mark = g.logs.mark();
     const first1 = await get(g, g.urls.serve, REQUEST_PATH, headers);
     expectOk(first1, b.id2, "first request after the switch");
-    const c9 = await settledReading(g.pid);
+    const c9 = await settledReading(g.pid, 8000);
     if (b.subscriptions && !g.logs.events("snapshot_activated", mark).length) failures.push(`no snapshot_activated event on the first request after the switch`);
     expectOk(await get(g, g.urls.serve, REQUEST_PATH, headers), b.id2, "second request after the switch");
-    const c10 = await settledReading(g.pid);
+    const c10 = await settledReading(g.pid, 8000);
     for (let i = 0; i < requests; i++) expectOk(await get(g, g.urls.serve, REQUEST_PATH, headers), b.id2, "request on B2");
-    const c11 = await settledReading(g.pid);
+    const c11 = await settledReading(g.pid, 8000);
     const all = [c0, c1, c2, c3, c3b, c4, c5, c6, c7, c7b, c8, c9, c10, c11];
     const unsettled = all.filter((c) => !c.settled).length;
     if (unsettled) failures.push(`${unsettled} readings taken before workerd was idle (8 s bound)`);
@@ -528,9 +465,9 @@ async function overridesRun({ build, backendUrl, blocks, rounds, preRoundsN, per
         const order = round % 2 ? ["serve", "blocked"] : ["blocked", "serve"];
         const row = { round };
         for (const name of order) {
-          const c0 = await settledReading(g.pid);
+          const c0 = await settledReading(g.pid, 8000);
           for (let i = 0; i < perRound; i++) await okReq(name);
-          const c1 = await settledReading(g.pid);
+          const c1 = await settledReading(g.pid, 8000);
           row[name] = (cpuDelta(c0, c1).ms * 1000) / perRound;
           row[`${name}Main`] = (cpuDelta(c0, c1).mainMs * 1000) / perRound;
         }
@@ -544,13 +481,13 @@ async function overridesRun({ build, backendUrl, blocks, rounds, preRoundsN, per
     // Control: both isolates without blocks (what the two isolates differ by anyway).
     const preRounds = await measureRounds(preRoundsN, "0 vs 0 blocks");
     // Admin GET health on "serve": a first call (the isolate has not served one yet), then more.
-    const h0 = await settledReading(g.pid);
+    const h0 = await settledReading(g.pid, 8000);
     await health("serve");
-    const h1 = await settledReading(g.pid);
+    const h1 = await settledReading(g.pid, 8000);
     for (let i = 0; i < adminCalls; i++) await health("serve");
-    const h2 = await settledReading(g.pid);
+    const h2 = await settledReading(g.pid, 8000);
     // The blocks, through the admin API of "blocked".
-    const a0 = await settledReading(g.pid);
+    const a0 = await settledReading(g.pid, 8000);
     for (let i = 0; i < blocks; i++) {
       const res = await fetch(new URL(`${ADMIN_PREFIX}/ip-blocks`, g.urls.blocked), {
         method: "POST",
@@ -561,7 +498,7 @@ async function overridesRun({ build, backendUrl, blocks, rounds, preRoundsN, per
       const text = await res.text();
       if (res.status >= 300) throw new Error(`POST ip-blocks ${i}: HTTP ${res.status} ${text.slice(0, 300)}`);
     }
-    const a1 = await settledReading(g.pid);
+    const a1 = await settledReading(g.pid, 8000);
     const h = await health("blocked");
     const blockCount = h.control?.blocks;
     if (blockCount !== blocks) failures.push(`health of "blocked" shows ${JSON.stringify(h.control)}, want ${blocks} blocks`);
@@ -592,38 +529,6 @@ async function overridesRun({ build, backendUrl, blocks, rounds, preRoundsN, per
 }
 
 // ------------------------------------------------------------------------------- 3. sizes
-
-function sizes(dir) {
-  const size = (f) => {
-    const file = path.join(dir, f);
-    const r = spawnSync("gzip", ["-9", "-c", file], { maxBuffer: 64 << 20 });
-    const gnu = r.status === 0 ? r.stdout.length : null;
-    return { raw: fs.statSync(file).size, gzip9: gnu ?? zlib.gzipSync(fs.readFileSync(file), { level: 9 }).length, gzipTool: gnu ? "gzip -9" : "node zlib level 9" };
-  };
-  return { wasm: size("index_bg.wasm"), indexJs: size("index.js"), wasmSha256: sha256(path.join(dir, "index_bg.wasm")), builtAt: fs.statSync(path.join(dir, "index_bg.wasm")).mtime.toISOString() };
-}
-
-/** wrangler deploy --dry-run on a copy of the committed wrangler.toml (as cold-start.mjs). */
-function wranglerSize(shim, dir) {
-  fs.mkdirSync(dir, { recursive: true });
-  const lines = [];
-  let inBuild = false;
-  const committed = git(["show", "HEAD:wrangler.toml"]);
-  for (const line of (committed || fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8")).split("\n")) {
-    if (/^\s*\[/.test(line)) inBuild = /^\s*\[build\]\s*$/.test(line);
-    if (inBuild) continue;
-    lines.push(/^main\s*=/.test(line) ? `main = ${JSON.stringify(shim)}` : line);
-  }
-  const config = path.join(dir, "wrangler.toml");
-  fs.writeFileSync(config, lines.join("\n"));
-  const r = spawnSync(path.join(ROOT, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--config", config, "--outdir", path.join(dir, "out")], {
-    cwd: dir, encoding: "utf8", timeout: 120_000, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" },
-  });
-  const text = `${r.stdout ?? ""}\n${r.stderr ?? ""}`;
-  const m = text.match(/Total Upload:\s*([\d.,]+)\s*KiB\s*\/\s*gzip:\s*([\d.,]+)\s*KiB/);
-  if (!m) return { error: `wrangler deploy --dry-run gave no size (${r.error?.message ?? r.status}): ${text.slice(-600)}` };
-  return { totalKiB: Number(m[1].replace(/,/g, "")), gzipKiB: Number(m[2].replace(/,/g, "")) };
-}
 
 // ------------------------------------------------------------------------------------ main
 
@@ -684,7 +589,7 @@ async function main() {
         continue;
       }
       const copy = snapshotBuild(dir, path.join(work, `size-${name}`));
-      bundleSizes[name] = { dir: path.relative(ROOT, dir), ...sizes(copy.root) };
+      bundleSizes[name] = { dir: path.relative(ROOT, dir), wasm: copy.wasm, indexJs: copy.indexJs, wasmSha256: copy.wasmSha256, builtAt: copy.builtAt };
       if (!values["no-wrangler"]) bundleSizes[name].wrangler = wranglerSize(copy.shim, path.join(tmpRoot, name));
     }
   } finally {
