@@ -5,6 +5,7 @@
 
 use crate::body::SpinBody;
 use crate::timer::sleep_ms;
+use edgegate_core::auth::soft_crypto::SoftCrypto;
 use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::control::{ControlCall, ControlReply, ControlState, OBJECT_NAME};
 use edgegate_core::headers::HeaderList;
@@ -361,18 +362,18 @@ impl Crypto for SpinPlatform {
         signing_input: &[u8],
         signature: &[u8],
     ) -> Result<bool, PlatformError> {
-        edgegate_core::auth::soft_crypto::verify(alg, key, signing_input, signature)
+        SoftCrypto
+            .verify_signature(alg, key, signing_input, signature)
+            .await
     }
 
     async fn sign_ed25519(
         &self,
-        _key_id: &str,
+        key_id: &str,
         seed: &[u8; 32],
         message: &[u8],
     ) -> Result<Vec<u8>, PlatformError> {
-        Ok(edgegate_core::auth::soft_crypto::sign_ed25519(
-            seed, message,
-        ))
+        SoftCrypto.sign_ed25519(key_id, seed, message).await
     }
 }
 
