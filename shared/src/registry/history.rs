@@ -68,23 +68,14 @@ impl History {
     ///
     /// Errors: `store_failed` when the store cannot be read or the value is not a history.
     pub async fn load<P: Kv>(p: &P) -> Result<History, RegistryError> {
-        match p.get_text(HISTORY_KEY).await {
-            Ok(None) => Ok(History::default()),
-            Ok(Some(text)) => serde_json::from_str(&text).map_err(|e| {
-                RegistryError::new("store_failed", format!("{HISTORY_KEY} does not parse: {e}"))
-            }),
-            Err(e) => Err(RegistryError::store(HISTORY_KEY, e)),
-        }
+        super::stored::load(p, HISTORY_KEY).await
     }
 
     /// Writes the history to KV (one write).
     ///
     /// Errors: `store_failed`.
     pub async fn save<P: Kv>(&self, p: &P) -> Result<(), RegistryError> {
-        let text = serde_json::to_string(self).unwrap_or_default();
-        p.put_text(HISTORY_KEY, &text)
-            .await
-            .map_err(|e| RegistryError::store(HISTORY_KEY, e))
+        super::stored::save(p, HISTORY_KEY, self).await
     }
 
     /// The entry of version `id`.

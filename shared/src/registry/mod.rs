@@ -31,6 +31,7 @@ mod history;
 mod isolate;
 mod settings;
 mod status;
+mod stored;
 mod sync;
 
 pub use activate::{activate, history, rollback, status, Activation};

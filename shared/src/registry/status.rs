@@ -59,23 +59,14 @@ impl SyncStatus {
     ///
     /// Errors: `store_failed` when the store cannot be read or the value does not parse.
     pub async fn load<P: Kv>(p: &P) -> Result<SyncStatus, RegistryError> {
-        match p.get_text(STATUS_KEY).await {
-            Ok(None) => Ok(SyncStatus::default()),
-            Ok(Some(text)) => serde_json::from_str(&text).map_err(|e| {
-                RegistryError::new("store_failed", format!("{STATUS_KEY} does not parse: {e}"))
-            }),
-            Err(e) => Err(RegistryError::store(STATUS_KEY, e)),
-        }
+        super::stored::load(p, STATUS_KEY).await
     }
 
     /// Writes the status (one write).
     ///
     /// Errors: `store_failed`.
     pub async fn save<P: Kv>(&self, p: &P) -> Result<(), RegistryError> {
-        let text = serde_json::to_string(self).unwrap_or_default();
-        p.put_text(STATUS_KEY, &text)
-            .await
-            .map_err(|e| RegistryError::store(STATUS_KEY, e))
+        super::stored::save(p, STATUS_KEY, self).await
     }
 
     /// True if an unforced attempt may run at `now_ms` (no backoff pending).
