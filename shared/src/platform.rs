@@ -270,6 +270,16 @@ pub trait ClientCertificates {
     fn client_certificate(&self) -> Option<ClientCertificate>;
 }
 
+/// How long the gateway's in-memory state lives on this host.
+pub trait Instances {
+    /// True when one instance (an isolate) serves many requests one after another, so what
+    /// the core keeps in memory (config and snapshot caches, verified tokens, the round-robin
+    /// position, rate-limit leases) carries over to the next request: Workers. False when
+    /// every request runs in a fresh instance (Spin HTTP components): the core then keeps
+    /// such state in the platform's shared stores, or picks a strategy that needs none.
+    fn reuses_instances(&self) -> bool;
+}
+
 /// One call on a rate-limit counter: the protocol of the counter Durable Object (JSON).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CounterCall {
@@ -395,6 +405,7 @@ pub trait Platform:
     + Secrets
     + SharedCache
     + ClientCertificates
+    + Instances
     + ClientGeo
     + Counters
     + Control
@@ -412,6 +423,7 @@ impl<
             + Secrets
             + SharedCache
             + ClientCertificates
+            + Instances
             + ClientGeo
             + Counters
             + Control,

@@ -6,8 +6,8 @@ use crate::headers::HeaderList;
 
 use crate::platform::{
     ClientCertificate, ClientCertificates, ClientGeo, Clock, Control, CounterCall, CounterReply,
-    Counters, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
-    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    Counters, Crypto, Http, HttpRequest, HttpResponse, Instances, Kv, Log, PlatformError, Random,
+    Secrets, SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -91,6 +91,7 @@ pub struct FakePlatform {
     shared: RefCell<HashMap<String, (Vec<u8>, u64)>>,
     client_certificate: RefCell<Option<ClientCertificate>>,
     supports_certificates: Cell<bool>,
+    reuses_instances: Cell<bool>,
 }
 
 impl Default for FakePlatform {
@@ -129,6 +130,7 @@ impl FakePlatform {
             shared: RefCell::new(HashMap::new()),
             client_certificate: RefCell::new(None),
             supports_certificates: Cell::new(true),
+            reuses_instances: Cell::new(true),
         }
     }
 
@@ -171,6 +173,12 @@ impl FakePlatform {
     /// Makes the platform one without client certificates (as Spin).
     pub fn set_supports_client_certificates(&self, supports: bool) {
         self.supports_certificates.set(supports);
+    }
+
+    /// Makes the platform one that runs every request in a fresh instance (as Spin) or one
+    /// that reuses instances (as Workers, the default).
+    pub fn set_reuses_instances(&self, reuses: bool) {
+        self.reuses_instances.set(reuses);
     }
 
     /// Moves the clock forward.
@@ -553,6 +561,12 @@ impl Control for FakePlatform {
 impl ClientGeo for FakePlatform {
     fn client_country(&self) -> Option<String> {
         self.country.borrow().clone()
+    }
+}
+
+impl Instances for FakePlatform {
+    fn reuses_instances(&self) -> bool {
+        self.reuses_instances.get()
     }
 }
 

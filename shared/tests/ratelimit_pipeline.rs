@@ -16,8 +16,8 @@ use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{Gateway, GatewayResponse, RequestHead};
 use edgegate_core::platform::{
     ClientCertificate, ClientCertificates, ClientGeo, Clock, CounterCall, CounterReply, Counters,
-    Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets, SharedCache,
-    Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    Crypto, Http, HttpRequest, HttpResponse, Instances, Kv, Log, PlatformError, Random, Secrets,
+    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use edgegate_core::ratelimit::LEASE_MS;
 use edgegate_core::snapshot::{encode, from_json, shard, MANIFEST_KEY, SHARD_PREFIX};
@@ -1247,6 +1247,12 @@ impl SharedCache for TimerPlatform<'_> {
     }
     async fn shared_put(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), PlatformError> {
         self.inner.shared_put(key, value, ttl_s).await
+    }
+}
+
+impl Instances for TimerPlatform<'_> {
+    fn reuses_instances(&self) -> bool {
+        self.inner.reuses_instances()
     }
 }
 

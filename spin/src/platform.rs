@@ -11,8 +11,8 @@ use edgegate_core::control::{ControlCall, ControlReply, ControlState, OBJECT_NAM
 use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
     ClientCertificate, ClientCertificates, ClientGeo, Clock, Control, CounterCall, CounterReply,
-    Counters, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
-    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    Counters, Crypto, Http, HttpRequest, HttpResponse, Instances, Kv, Log, PlatformError, Random,
+    Secrets, SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use futures::future::{select, Either};
 use spin_sdk::http::{
@@ -432,6 +432,13 @@ impl SharedCache for SpinPlatform {
         self.store()?
             .set(&format!("{CACHE_PREFIX}{key}"), &raw)
             .map_err(|e| PlatformError(format!("key-value set: {e:?}")))
+    }
+}
+
+/// Spin runs a fresh component instance for every HTTP request: nothing in memory outlives it.
+impl Instances for SpinPlatform {
+    fn reuses_instances(&self) -> bool {
+        false
     }
 }
 

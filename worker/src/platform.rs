@@ -7,8 +7,8 @@ use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::headers::HeaderList;
 use edgegate_core::platform::{
     ClientCertificate, ClientCertificates, ClientGeo, Clock, Control, CounterCall, CounterReply,
-    Counters, Crypto, Http, HttpRequest, HttpResponse, Kv, Log, PlatformError, Random, Secrets,
-    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    Counters, Crypto, Http, HttpRequest, HttpResponse, Instances, Kv, Log, PlatformError, Random,
+    Secrets, SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use futures_util::future::{select, Either};
 use std::time::Duration;
@@ -554,6 +554,13 @@ impl ClientGeo for WorkerPlatform {
             .ok()?
             .as_string()
             .filter(|c| !c.is_empty())
+    }
+}
+
+/// An isolate serves many requests: the core's in-memory state carries over.
+impl Instances for WorkerPlatform {
+    fn reuses_instances(&self) -> bool {
+        true
     }
 }
 
