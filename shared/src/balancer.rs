@@ -1,8 +1,52 @@
 //! Backend pools and instance selection: smooth weighted round-robin or weighted random, and
 //! the failover order after the first pick.
+//!
+//! # Round robin where instances are not reused
+//!
+//! Smooth weighted round-robin keeps a position (one number per instance). Where an instance
+//! serves many requests ([`Instances::reuses_instances`]: Workers isolates) the position lives
+//! in the [`Pool`], per isolate. Where every request runs in a fresh instance (Spin), a
+//! position in memory would start over on every request and send every request to the same
+//! instance; there [`Pool::choose`] keeps the position in the platform's [`SharedCache`] under
+//! [`shared_position_key`], read and written once per pick:
+//!
+//! - sequential requests rotate exactly as they do in one isolate, weights respected;
+//! - concurrent requests rotate approximately: two requests that read the same position pick
+//!   the same instance and one write is lost. A lost update repeats an instance; it never
+//!   fails a request;
+//! - a position unused for [`SHARED_POSITION_TTL_S`] expires and the rotation starts over;
+//! - a pool whose weights changed (a new config) starts over; instances whose URLs changed
+//!   at the same weights carry on from the stored position (it is only a position);
+//! - when the cache cannot be read or written, the pick is a weighted random one
+//!   (as `balance: random`), and `balancer_state_unavailable` is logged.
 
+use crate::access_log::event_line;
 use crate::config::spec::BalanceSpec;
-use std::cell::Cell;
+use crate::platform::{Clock, Instances, Log, PlatformError, Random, SharedCache};
+use serde_json::json;
+use std::cell::RefCell;
+
+/// How long a pool's round-robin position stays in the [`SharedCache`] after its last pick
+/// (fresh instances only). Short: an idle pool may start its rotation over.
+pub const SHARED_POSITION_TTL_S: u64 = 300;
+
+/// The [`SharedCache`] key of a pool's round-robin position (fresh instances only).
+///
+/// Keyed by the pool's name, not by config version: Spin's key-value cache never evicts an
+/// expired entry, so a key per version would leave one key per pool behind for every
+/// activated config. The stored value carries the pool's weights instead; a config that
+/// changes them starts the rotation over.
+pub fn shared_position_key(pool: &str) -> String {
+    format!("edgegate:rr:{pool}")
+}
+
+/// A round-robin position as stored in the [`SharedCache`]: the weights it was built for
+/// (`w`) and each instance's current value (`c`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SharedPosition {
+    w: Vec<u32>,
+    c: Vec<i64>,
+}
 
 /// A validated instance base URL: `http(s)://host[:port][/base]`, no trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,16 +151,18 @@ pub struct Instance {
     pub url: InstanceUrl,
     /// Its relative share.
     pub weight: u32,
-    current: Cell<i64>,
 }
 
 /// A compiled pool. Selection state is per isolate (interior mutability; never shared
-/// across threads: Workers and Spin are single-threaded).
+/// across threads: Workers and Spin are single-threaded), or in the shared cache where
+/// instances are not reused (see the module doc).
 #[derive(Debug)]
 pub struct Pool {
     /// The pool's name.
     pub name: String,
     instances: Vec<Instance>,
+    /// The smooth round-robin position: each instance's current value, in config order.
+    position: RefCell<Vec<i64>>,
     balance: BalanceSpec,
     total_weight: i64,
     /// The pool's own timeout, if set.
@@ -132,17 +178,15 @@ impl Pool {
         timeout_ms: Option<u64>,
     ) -> Pool {
         let total_weight = instances.iter().map(|(_, w)| i64::from(*w)).sum();
+        let position = RefCell::new(vec![0; instances.len()]);
         let instances = instances
             .into_iter()
-            .map(|(url, weight)| Instance {
-                url,
-                weight,
-                current: Cell::new(0),
-            })
+            .map(|(url, weight)| Instance { url, weight })
             .collect();
         Pool {
             name,
             instances,
+            position,
             balance,
             total_weight,
             timeout_ms,
@@ -154,36 +198,110 @@ impl Pool {
         &self.instances
     }
 
-    /// Picks the instance for a request's first attempt. `random` is a uniform `u64` from the
-    /// platform (used by the `random` algorithm only).
+    /// Picks the instance for a request's first attempt from the pool's in-memory state.
+    /// `random` is a uniform `u64` from the platform (used by the `random` algorithm only).
+    /// Where instances are not reused, use [`Pool::choose`]. Never fails.
     pub fn pick(&self, random: u64) -> usize {
         match self.balance {
             BalanceSpec::RoundRobin => {
-                // nginx's smooth weighted round-robin: each pick raises every instance by its
-                // weight and lowers the winner by the total.
-                let mut best = 0;
-                for (i, inst) in self.instances.iter().enumerate() {
-                    inst.current
-                        .set(inst.current.get() + i64::from(inst.weight));
-                    if inst.current.get() > self.instances[best].current.get() {
-                        best = i;
-                    }
-                }
-                let winner = &self.instances[best];
-                winner.current.set(winner.current.get() - self.total_weight);
-                best
+                let mut position = self.position.borrow_mut();
+                self.smooth_step(&mut position)
             }
-            BalanceSpec::Random => {
-                let mut r = (random % self.total_weight.max(1) as u64) as i64;
-                for (i, inst) in self.instances.iter().enumerate() {
-                    r -= i64::from(inst.weight);
-                    if r < 0 {
-                        return i;
-                    }
+            BalanceSpec::Random => self.pick_random(random),
+        }
+    }
+
+    /// Picks the instance for a request's first attempt on platform `p`: `random` draws from
+    /// the platform; round robin uses the pool's in-memory position where instances are
+    /// reused, and the position in the platform's [`SharedCache`] where they are not (one read
+    /// and one write; see the module doc). Never fails: a cache error makes it a weighted
+    /// random pick, logged as `balancer_state_unavailable`.
+    pub async fn choose<P: Instances + SharedCache + Random + Log + Clock>(&self, p: &P) -> usize {
+        match self.balance {
+            BalanceSpec::Random => self.pick_random(p.next_u64()),
+            BalanceSpec::RoundRobin if p.reuses_instances() || self.instances.len() < 2 => {
+                self.pick(0)
+            }
+            BalanceSpec::RoundRobin => match self.pick_shared(p).await {
+                Ok(i) => i,
+                Err(e) => {
+                    p.log_line(&event_line(
+                        "balancer_state_unavailable",
+                        p.now_ms(),
+                        json!({"pool": self.name, "error": e.0, "fallback": "random"}),
+                    ));
+                    self.pick_random(p.next_u64())
                 }
-                0
+            },
+        }
+    }
+
+    /// Round robin over the position in the shared cache: read, one smooth step, write back.
+    /// A missing, unreadable or foreign (other weights) position starts from zero.
+    ///
+    /// Errors: the cache could not be read or written, or the position not encoded.
+    async fn pick_shared<P: SharedCache>(&self, p: &P) -> Result<usize, PlatformError> {
+        let key = shared_position_key(&self.name);
+        let weights: Vec<u32> = self.instances.iter().map(|i| i.weight).collect();
+        let stored = p
+            .shared_get(&key)
+            .await?
+            .and_then(|raw| serde_json::from_slice::<SharedPosition>(&raw).ok())
+            .filter(|s| s.w == weights && self.is_position(&s.c));
+        let mut current = match stored {
+            Some(s) => s.c,
+            None => vec![0; self.instances.len()],
+        };
+        let best = self.smooth_step(&mut current);
+        let value = serde_json::to_vec(&SharedPosition {
+            w: weights,
+            c: current,
+        })
+        .map_err(|e| PlatformError(format!("round-robin position: {e}")))?;
+        p.shared_put(&key, &value, SHARED_POSITION_TTL_S).await?;
+        Ok(best)
+    }
+
+    /// True if `c` can be a position of this pool: one value per instance, summing to zero
+    /// (every step adds the total weight and takes it away again), each within the total
+    /// weight times the number of instances (so a step cannot overflow).
+    fn is_position(&self, c: &[i64]) -> bool {
+        let bound = self
+            .total_weight
+            .saturating_mul(self.instances.len() as i64);
+        c.len() == self.instances.len()
+            && c.iter().all(|v| v.unsigned_abs() <= bound.unsigned_abs())
+            && c.iter().map(|v| i128::from(*v)).sum::<i128>() == 0
+    }
+
+    /// One step of nginx's smooth weighted round-robin over `current` (one value per
+    /// instance): every instance gains its weight, the largest wins and loses the total.
+    fn smooth_step(&self, current: &mut [i64]) -> usize {
+        let mut best = 0;
+        for (i, inst) in self.instances.iter().enumerate() {
+            if let Some(c) = current.get_mut(i) {
+                *c = c.saturating_add(i64::from(inst.weight));
+            }
+            if current.get(i) > current.get(best) {
+                best = i;
             }
         }
+        if let Some(c) = current.get_mut(best) {
+            *c = c.saturating_sub(self.total_weight);
+        }
+        best
+    }
+
+    /// A weighted random pick from a uniform `random`.
+    fn pick_random(&self, random: u64) -> usize {
+        let mut r = (random % self.total_weight.max(1) as u64) as i64;
+        for (i, inst) in self.instances.iter().enumerate() {
+            r -= i64::from(inst.weight);
+            if r < 0 {
+                return i;
+            }
+        }
+        0
     }
 
     /// The failover order after `first`: the other instances, each once, in config order
@@ -197,6 +315,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::SharedCache;
 
     fn pool(weights: &[u32], balance: BalanceSpec) -> Pool {
         let instances = weights
@@ -263,6 +382,56 @@ mod tests {
             c
         });
         assert_eq!(counts, [300, 100]);
+    }
+
+    /// Picks from fresh copies of the pool (a fresh instance per request) on `p`.
+    fn fresh_picks(weights: &[u32], p: &crate::testing::FakePlatform, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| futures::executor::block_on(pool(weights, BalanceSpec::RoundRobin).choose(p)))
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_on_fresh_instances_rotates_through_the_shared_cache() {
+        let p = crate::testing::FakePlatform::new();
+        p.set_reuses_instances(false);
+        assert_eq!(fresh_picks(&[1, 1, 1], &p, 6), vec![0, 1, 2, 0, 1, 2]);
+        // Another pool name would be another key; the same name with other weights starts over.
+        assert_eq!(fresh_picks(&[5, 1, 1], &p, 7), vec![0, 0, 1, 0, 2, 0, 0]);
+        // Expired: starts over.
+        assert_eq!(fresh_picks(&[5, 1, 1], &p, 1), vec![0]);
+        p.advance(SHARED_POSITION_TTL_S * 1000);
+        assert_eq!(fresh_picks(&[5, 1, 1], &p, 2), vec![0, 0]);
+        // Where instances are reused, a fresh pool starts at zero and the cache is not used.
+        let q = crate::testing::FakePlatform::new();
+        assert_eq!(fresh_picks(&[1, 1], &q, 3), vec![0, 0, 0]);
+        assert!(
+            futures::executor::block_on(q.shared_get(&shared_position_key("p")))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_position_that_is_not_one_starts_over() {
+        let p = crate::testing::FakePlatform::new();
+        p.set_reuses_instances(false);
+        let key = shared_position_key("p");
+        for bad in [
+            &b"not json"[..],
+            br#"{"w":[1,1],"c":[5,5]}"#,
+            br#"{"w":[1,1],"c":[9223372036854775807,-9223372036854775807]}"#,
+            br#"{"w":[1,1],"c":[0]}"#,
+            br#"{"w":[2,1],"c":[1,-1]}"#,
+        ] {
+            futures::executor::block_on(p.shared_put(&key, bad, 60)).unwrap();
+            assert_eq!(
+                fresh_picks(&[1, 1], &p, 2),
+                vec![0, 1],
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

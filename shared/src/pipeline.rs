@@ -729,7 +729,7 @@ async fn send_with_failover<P: Platform>(
         }
     }
 
-    let first = pool.pick(p.next_u64());
+    let first = pool.choose(p).await;
     let order: Vec<usize> = if failover {
         std::iter::once(first)
             .chain(pool.failover_order(first))
