@@ -6,7 +6,7 @@ use super::policy::{ip_key, AuthFailureLimit, FailureMode, RateKey, RateLimit, R
 use super::{Algorithm, Decision};
 use crate::access_log::event_line;
 use crate::bounded::BoundedMap;
-use crate::platform::{Clock, CounterCall, CounterOp, Counters, Log, Random};
+use crate::platform::{Clock, CounterCall, CounterOp, Counters, Instances, Log, Random};
 use crate::problem::{ErrorCode, LocalReply};
 use serde_json::json;
 use std::cell::Cell;
@@ -112,10 +112,14 @@ impl Limiter {
     /// approximate ones): a client over one limit does not use up the others. Shadow limits
     /// keep their count (they report what they would have done).
     ///
+    /// Approximate limits lease blocks of units only where instances are reused
+    /// ([`Instances::reuses_instances`]); on fresh instances they take one unit per request
+    /// from the counter, as exact mode does (see [`RateMode::Approximate`]).
+    ///
     /// Errors: 429 `rate_limited` (with `Retry-After` and the rate-limit headers), or 503
     /// `rate_limit_unavailable` when a fail-closed limit's counter cannot be reached. Shadow
     /// denies and counter failures are logged.
-    pub async fn check<P: Counters + Clock + Log + Random>(
+    pub async fn check<P: Counters + Clock + Log + Random + Instances>(
         &self,
         p: &P,
         limits: &[RateLimit],
@@ -221,11 +225,12 @@ impl Limiter {
         Ok(out)
     }
 
-    /// One limit's decision: a counter call (exact, shadow), or a local lease (approximate);
-    /// when denied, an enforced limit waits up to its `queue_ms` (and what is left of the
-    /// request's `queue_left`) for capacity, once. With the decision, the unit it took (when
-    /// it admitted). Errors: the counter's.
-    async fn decide<P: Counters + Clock>(
+    /// One limit's decision: a counter call (exact, shadow, and approximate on fresh
+    /// instances), or a local lease (approximate where instances are reused); when denied, an
+    /// enforced limit waits up to its `queue_ms` (and what is left of the request's
+    /// `queue_left`) for capacity, once. With the decision, the unit it took (when it
+    /// admitted). Errors: the counter's.
+    async fn decide<P: Counters + Clock + Instances>(
         &self,
         p: &P,
         limit: &RateLimit,
@@ -235,15 +240,20 @@ impl Limiter {
     ) -> Result<(Decision, Option<Spent>), String> {
         let mut waited = false;
         loop {
+            // A lease outlives the request only in an instance that serves the next one: on a
+            // fresh instance per request (Spin) the unspent units of a block would die with
+            // it, so a limit of 100 leased 10 at a time would admit about 10. There the
+            // request takes its one unit from the counter (and refunds it to the counter).
+            let leases = limit.mode == RateMode::Approximate && p.reuses_instances();
             let (decision, taken) = match limit.mode {
-                RateMode::Approximate => {
+                RateMode::Approximate if leases => {
                     let d = self.spend_lease(p, limit, key, algorithm).await?;
                     let taken = d.allowed.then(|| Spent::Lease {
                         key: key.to_string(),
                     });
                     (d, taken)
                 }
-                RateMode::Exact | RateMode::Shadow => {
+                RateMode::Approximate | RateMode::Exact | RateMode::Shadow => {
                     let call = CounterCall {
                         key: key.to_string(),
                         algorithm,

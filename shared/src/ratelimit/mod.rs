@@ -13,7 +13,12 @@
 //!   one round trip per request and gets back a [`Decision`];
 //! - **approximate mode**: an isolate [`lease`](Algorithm::lease)s a block of units from the
 //!   Durable Object, spends them locally without round trips, and gives back what it did not
-//!   spend with [`refund_leased`](Algorithm::refund_leased);
+//!   spend with [`refund_leased`](Algorithm::refund_leased). Only where isolates are reused
+//!   ([`crate::platform::Instances::reuses_instances`]); where every request runs in a fresh
+//!   instance (Spin), a leased block's unspent units would die with the instance (a limit of
+//!   100 leased 10 at a time would admit about 10), so there approximate mode takes exactly
+//!   one unit per request with one counter call, like exact mode, and the bound below does
+//!   not apply (it is as exact as the platform's counter);
 //! - **tests and the fake platform** keep the state in memory and call the same functions.
 //!
 //! Nothing here does I/O or reads a clock: `now_ms` (unix milliseconds) is passed in. A clock

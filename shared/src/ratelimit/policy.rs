@@ -37,7 +37,12 @@ impl RateKey {
 pub enum RateMode {
     /// One atomic counter call per request.
     Exact,
-    /// Leased blocks spent in the isolate.
+    /// Leased blocks spent in the isolate, where isolates are reused
+    /// ([`crate::platform::Instances::reuses_instances`]: Workers). Where every request runs in
+    /// a fresh instance (Spin) no lease is kept: each request takes exactly its one unit with
+    /// one counter call, as [`RateMode::Exact`] does, because the unspent units of a block
+    /// would die with the instance. (On Spin without Redis the counter itself is approximate:
+    /// see spin/README.md.)
     Approximate,
     /// Counted and logged; never blocks.
     Shadow,
@@ -72,7 +77,8 @@ pub struct RateLimit {
     pub on_error: FailureMode,
     /// Counters the key is split over (≥ 1); each gets `limit / shards`.
     pub shards: u32,
-    /// Approximate mode: units leased at once.
+    /// Approximate mode: units leased at once (only where instances are reused; one unit per
+    /// request otherwise).
     pub lease: u64,
     /// Wait up to this long for capacity before denying.
     pub queue_ms: u64,
