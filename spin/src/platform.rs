@@ -1,7 +1,8 @@
 //! The core's platform traits on Spin: key-value for config and the shared cache, variables
 //! for secrets, outbound `wasi:http` for backends and the control plane, Redis for exact
-//! counters and the emergency overrides (key-value for the overrides when there is no Redis),
-//! and in-wasm crypto. No decisions: each method is a representation change.
+//! counters and the emergency overrides (key-value for both when there is no Redis: the
+//! counters are then approximate under concurrency), and in-wasm crypto. No decisions: each
+//! method is a representation change.
 
 use crate::body::SpinBody;
 use crate::timer::sleep_ms;
@@ -31,6 +32,15 @@ pub const REDIS_VARIABLE: &str = "redis_address";
 const CACHE_PREFIX: &str = "edgegate-cache:";
 /// Redis key prefix of rate-limit counters (`edgegate:counter:<counter key>`).
 const COUNTER_PREFIX: &str = "edgegate:counter:";
+/// Key-value key prefix of rate-limit counters when there is no Redis
+/// (`edgegate-counter:<counter key>`).
+const COUNTER_KV_PREFIX: &str = "edgegate-counter:";
+/// Without Redis, about one counter write in this many also sweeps the store for counters
+/// whose state has expired (key-value has no TTL; a client that never comes back would leave
+/// its key forever).
+const COUNTER_SWEEP_ONE_IN: u64 = 512;
+/// At most this many counter keys are read by one sweep (the rest wait for the next).
+const COUNTER_SWEEP_MAX_KEYS: usize = 256;
 /// Redis key prefix of the emergency overrides (`edgegate:control:global`), and their
 /// key-value key prefix when there is no Redis (`edgegate-control:global`).
 const CONTROL_REDIS_PREFIX: &str = "edgegate:control:";
@@ -80,8 +90,8 @@ impl SpinPlatform {
 
     /// One read-modify-write of the value at Redis `key` as an optimistic transaction: WATCH
     /// the key, GET it, run `step` on it (in wasm), and when `step` returns a new value,
-    /// MULTI/SET/EXEC; a concurrent change aborts the EXEC and `step` runs again on the new
-    /// value. With `read_first`, a plain GET comes first and the transaction runs only when
+    /// MULTI/SET/EXEC (`SET .. PX ttl` when `step` gives the value a lifetime in ms); a
+    /// concurrent change aborts the EXEC and `step` runs again on the new value. With `read_first`, a plain GET comes first and the transaction runs only when
     /// `step` wants to write (one round trip for reads that change nothing).
     ///
     /// The request's calls share one connection, and WATCH is per connection: nothing
@@ -94,7 +104,7 @@ impl SpinPlatform {
         &self,
         key: &str,
         read_first: bool,
-        mut step: impl FnMut(Option<Vec<u8>>) -> Result<(R, Option<Vec<u8>>), PlatformError>,
+        mut step: impl FnMut(Option<Vec<u8>>) -> Result<(R, Option<Write>), PlatformError>,
     ) -> Result<R, PlatformError> {
         use spin_sdk::redis::{RedisParameter as P, RedisResult};
         let err =
@@ -122,14 +132,17 @@ impl SpinPlatform {
                     return Err(e);
                 }
             };
-            let Some(value) = write else {
+            let Some(write) = write else {
                 conn.execute("UNWATCH", &[])
                     .map_err(|e| err("UNWATCH", e))?;
                 return Ok(reply);
             };
+            let mut set = vec![bin(key), P::Binary(write.value)];
+            if let Some(ms) = write.ttl_ms {
+                set.extend([bin("PX"), P::Int64(ms.clamp(1, i64::MAX as u64) as i64)]);
+            }
             conn.execute("MULTI", &[]).map_err(|e| err("MULTI", e))?;
-            conn.execute("SET", &[bin(key), P::Binary(value)])
-                .map_err(|e| err("SET", e))?;
+            conn.execute("SET", &set).map_err(|e| err("SET", e))?;
             let exec = conn.execute("EXEC", &[]).map_err(|e| err("EXEC", e))?;
             if !matches!(exec.as_slice(), [RedisResult::Nil] | []) {
                 return Ok(reply);
@@ -138,6 +151,65 @@ impl SpinPlatform {
         Err(PlatformError(format!(
             "{key}: {COUNTER_ATTEMPTS} conflicting updates in a row"
         )))
+    }
+
+    /// One counter call on the key-value store (no Redis): read the state, apply the call,
+    /// write it back. Not atomic (Spin key-value has no compare-and-set): see
+    /// [`Counters::counter`] for what that costs. The stored value is the 8-byte big-endian
+    /// unix-ms time at which the state is back to empty (the reply's `reset_ms` after its
+    /// `at_ms`)
+    /// followed by the JSON state; a state past that time is read as empty, and a call that
+    /// leaves nothing counted deletes the key.
+    ///
+    /// Errors: the store could not be read or written, or holds a value that is not a state.
+    async fn counter_kv(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
+        let key = format!("{COUNTER_KV_PREFIX}{}", call.key);
+        let now = self.now_ms();
+        let mut state = match self.get_bytes(&key).await? {
+            Some(raw) => decode_kv_counter(&key, &raw, now)?.unwrap_or_default(),
+            None => Default::default(),
+        };
+        let (reply, changed) = call.apply(&mut state, now);
+        if changed {
+            if reply.decision.reset_ms == 0 {
+                self.delete(&key).await?;
+            } else {
+                let mut raw = reply
+                    .at_ms
+                    .saturating_add(reply.decision.reset_ms)
+                    .to_be_bytes()
+                    .to_vec();
+                serde_json::to_writer(&mut raw, &state)
+                    .map_err(|e| PlatformError(format!("counter state: {e}")))?;
+                self.put_bytes(&key, &raw).await?;
+            }
+            if self.next_u64().is_multiple_of(COUNTER_SWEEP_ONE_IN) {
+                self.sweep_kv_counters(now);
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Deletes key-value counters whose state has expired (at most
+    /// [`COUNTER_SWEEP_MAX_KEYS`] read). Best effort: errors end the sweep silently (the
+    /// counter call it rides on has already succeeded).
+    fn sweep_kv_counters(&self, now: u64) {
+        let Ok(store) = self.store() else { return };
+        let Ok(keys) = store.get_keys() else { return };
+        for key in keys
+            .iter()
+            .filter(|k| k.starts_with(COUNTER_KV_PREFIX))
+            .take(COUNTER_SWEEP_MAX_KEYS)
+        {
+            let expired = match store.get(key) {
+                Ok(Some(raw)) => !matches!(decode_kv_counter(key, &raw, now), Ok(Some(_))),
+                Ok(None) => false,
+                Err(_) => return,
+            };
+            if expired && store.delete(key).is_err() {
+                return;
+            }
+        }
     }
 
     fn store(&self) -> Result<&Store, PlatformError> {
@@ -458,12 +530,53 @@ impl ClientGeo for SpinPlatform {
     }
 }
 
+/// A value [`SpinPlatform::redis_update`] writes, with its lifetime (`PX`), if it has one.
+struct Write {
+    value: Vec<u8>,
+    ttl_ms: Option<u64>,
+}
+
+/// A key-value counter value (8-byte big-endian expiry, JSON state): the state, or `None`
+/// when it has expired (it is then equivalent to an empty state).
+///
+/// Errors: a value too short or whose state does not parse.
+fn decode_kv_counter(
+    key: &str,
+    raw: &[u8],
+    now: u64,
+) -> Result<Option<edgegate_core::ratelimit::CounterState>, PlatformError> {
+    let bad = |what: String| PlatformError(format!("counter state {key}: {what}"));
+    let (expiry, json) = raw
+        .split_first_chunk::<8>()
+        .ok_or_else(|| bad("shorter than its expiry".into()))?;
+    if u64::from_be_bytes(*expiry) <= now {
+        return Ok(None);
+    }
+    serde_json::from_slice(json)
+        .map(Some)
+        .map_err(|e| bad(e.to_string()))
+}
+
 impl Counters for SpinPlatform {
-    /// One counter call as an optimistic Redis transaction ([`SpinPlatform::redis_update`]):
-    /// the state is read, the call applied in wasm (the core's [`CounterCall::apply`]) and the
-    /// new state written only if no one else changed it in between, else the call runs again
-    /// on the new state.
+    /// One counter call, the call applied in wasm (the core's [`CounterCall::apply`]):
+    ///
+    /// - **`redis_address` set**: an optimistic Redis transaction
+    ///   ([`SpinPlatform::redis_update`]) under `edgegate:counter:<key>`: the new state is
+    ///   written only if no one else changed it in between, else the call runs again on the
+    ///   new state. Exact under concurrency. The key expires (`PX`) when the state would be
+    ///   back to empty (the decision's `reset_ms`). If Redis cannot be reached the call fails
+    ///   (no fallback to key-value, which would split the count in two).
+    /// - **no Redis**: key-value read-modify-write under `edgegate-counter:<key>`
+    ///   ([`SpinPlatform::counter_kv`]). **Approximate**: Spin key-value has no
+    ///   compare-and-set, so concurrent requests on one key can each read the same count
+    ///   and each be admitted: a limit can over-admit by at most the number of requests
+    ///   racing on the key at once (each read-modify-write is two store calls, well under a
+    ///   millisecond on a local store). Sequential requests are counted exactly. This holds
+    ///   for exact-mode limits too.
     async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
+        if !self.redis_configured() {
+            return self.counter_kv(call).await;
+        }
         let key = format!("{COUNTER_PREFIX}{}", call.key);
         self.redis_update(&key, false, |raw| {
             let mut state = match raw {
@@ -475,7 +588,13 @@ impl Counters for SpinPlatform {
             let write = changed
                 .then(|| serde_json::to_vec(&state))
                 .transpose()
-                .map_err(|e| PlatformError(format!("counter state: {e}")))?;
+                .map_err(|e| PlatformError(format!("counter state: {e}")))?
+                .map(|value| Write {
+                    value,
+                    // Empty again after reset_ms: the key can go (at least 1 ms: PX 0 is an
+                    // error).
+                    ttl_ms: Some(reply.decision.reset_ms.max(1)),
+                });
             Ok((reply, write))
         })
         .await
@@ -516,7 +635,13 @@ impl Control for SpinPlatform {
                     let mut state = decode_control(&key, raw)?;
                     let (reply, changed) = call.apply(&mut state, self.now_ms());
                     let write = changed.then(|| encode_control(&state)).transpose()?;
-                    Ok((reply, write))
+                    Ok((
+                        reply,
+                        write.map(|value| Write {
+                            value,
+                            ttl_ms: None,
+                        }),
+                    ))
                 })
                 .await;
         }
