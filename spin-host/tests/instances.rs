@@ -55,7 +55,9 @@ fn approximate(limit: u64, lease: u64) -> String {
 
 /// `n` sequential requests to `/api/r`: their statuses.
 fn sequential(host: &HostProc, n: usize) -> Vec<u16> {
-    (0..n).map(|_| http(host.http, "GET", "/api/r", b"").0).collect()
+    (0..n)
+        .map(|_| http(host.http, "GET", "/api/r", b"").0)
+        .collect()
 }
 
 /// The host's stdout lines that mention `what` (the first few), for failure messages.
@@ -90,6 +92,9 @@ fn round_robin_alternates_between_two_backends() {
         "{:?}",
         lines_with(&host, "balancer_state_unavailable")
     );
+    // The position is in the shared cache (key-value), under the pool's name.
+    let keys = http(host.admin, "GET", "/kv/default", b"").1;
+    assert!(keys.contains(r#""edgegate-cache:edgegate:rr:p""#), "{keys}");
 }
 
 #[test]
@@ -112,6 +117,11 @@ fn an_approximate_limit_without_redis_admits_exactly_the_limit_then_429() {
     assert!(statuses[..10].iter().all(|s| *s == 200), "{statuses:?}");
     assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
     assert_eq!(backend.hits.load(Ordering::SeqCst), 10);
+    let keys = http(host.admin, "GET", "/kv/default", b"").1;
+    assert!(
+        keys.contains(r#""edgegate-counter:rl|route:a/r|cap|api|a""#),
+        "{keys}"
+    );
 }
 
 #[test]
@@ -141,4 +151,22 @@ fn an_approximate_limit_on_redis_with_lease_10_admits_exactly_20_of_20() {
         lines_with(&host, "rate_limit_unavailable")
     );
     assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The counter key expires when its state is empty again: within two 600 s windows.
+    let ttl = redis_pttl(&redis.url, "edgegate:counter:rl|route:a/r|cap|api|a");
+    assert!((1..=1_200_000).contains(&ttl), "PTTL {ttl}");
+}
+
+/// Redis `PTTL key` over a plain connection (-2: no key, -1: no expiry).
+fn redis_pttl(url: &str, key: &str) -> i64 {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = url.trim_start_matches("redis://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let cmd = format!("*2\r\n$4\r\nPTTL\r\n${}\r\n{key}\r\n", key.len());
+    conn.write_all(cmd.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line).unwrap();
+    line.trim()
+        .strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("PTTL answered {line:?}"))
 }
