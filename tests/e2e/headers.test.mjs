@@ -4,6 +4,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startGateway, clientIp, onSpin } from "../support/gateway.mjs";
+import { WASI_HIDES_CONNECTION, IPV4_CLIENTS_ONLY } from "../support/spin-gaps.mjs";
 import { startBackend, closeAll, echo, byPath, fixed } from "../support/backends.mjs";
 import { TRACEPARENT } from "../support/assertions.mjs";
 
@@ -84,10 +85,6 @@ test("hop-by-hop request headers (Connection and the fields it names, Keep-Alive
   );
 });
 
-const WASI_HIDES_CONNECTION =
-  "spin: wasi:http (wasmtime-wasi-http, in Spin as in the test host) removes the Connection header before the " +
-  "component sees it, in requests and in backend responses, so the gateway cannot drop the fields it names";
-
 test("fields the client's Connection header names are not forwarded", { skip: onSpin && WASI_HIDES_CONNECTION }, async () => {
   const { seen } = await send({ connection: "X-Hop-Named, x-hop-two", "x-hop-named": "must-not-pass", "x-hop-two": "must-not-pass" });
   assert.equal(seen["x-hop-named"], undefined);
@@ -148,7 +145,7 @@ test("forwarding headers are set when the client sends none; XFF is the client i
 });
 
 test("IPv6 client address is quoted and bracketed in Forwarded", {
-  skip: onSpin && "spin: the client address is the socket's peer, and the test host listens on 127.0.0.1 only (no IPv6 client)",
+  skip: onSpin && IPV4_CLIENTS_ONLY,
 }, async () => {
   const { seen } = await send({ host: "v6.test", "cf-connecting-ip": "2001:db8::1" });
   assert.equal(seen["x-forwarded-for"], "2001:db8::1");
