@@ -154,8 +154,8 @@ export class LogCapture extends EventEmitter {
  * Starts the gateway on the platform under test (PLATFORM): the worker in Miniflare, or the
  * Spin component under the test host (spin-gateway.mjs, same options and handle interface;
  * there, `bindings` and `registry` become Spin variables, `persistDir` the host's key-value
- * directory and a Redis kept for the run, and `counters: { script }`, `control: false`,
- * `scheduled()`, `counter()` and `mf` throw SpinUnsupported).
+ * directory and a Redis kept for the run, `control: false` a Redis address nothing listens
+ * on, and `counters: { script }`, `scheduled()`, `counter()` and `mf` throw SpinUnsupported).
  *
  * On Workers: starts the worker in Miniflare.
  *

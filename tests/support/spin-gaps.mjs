@@ -32,3 +32,7 @@ export const NO_LAST_GOOD_CONFIG =
 export const ACTIVATION_EVERY_REQUEST =
   "spin: config_activated is logged on every request with previous: null (a fresh instance per request; " +
   "the core should log it only when the version differs from a key-value marker)";
+
+export const NO_CONTROL_OBJECT =
+  "spin: there is no Control Durable Object to write into directly (the overrides are one Redis or key-value " +
+  "value); every request is a fresh instance that reads them, which the IP-block test covers";

@@ -96,15 +96,16 @@ export async function startSpinGateway({
   if (counters && counters.script !== undefined) {
     throw new SpinUnsupported("a stand-in counter class (a second Worker's Durable Object)");
   }
-  if (!control) {
-    // Control is key-value or Redis on Spin; there is no binding to leave out.
-    throw new SpinUnsupported("a gateway without the Control binding");
-  }
 
   // Exact rate limits and the overrides: a private Redis unless `counters: false` (no
   // counters at all: every counter call fails, as with no EDGEGATE_COUNTERS binding).
   let redis = null;
-  if (counters) {
+  if (!control) {
+    // No binding to leave out on Spin (the overrides live in Redis, else key-value): an
+    // unreachable store instead — a Redis address nothing listens on. Counters fail too.
+    const port = await freePort();
+    redis = { url: `redis://127.0.0.1:${port}`, stop: async () => {} };
+  } else if (counters) {
     if (persistDir !== undefined) {
       redis = persistentRedis.get(persistDir);
       if (!redis) {
