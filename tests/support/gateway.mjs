@@ -154,8 +154,8 @@ export class LogCapture extends EventEmitter {
  * Starts the gateway on the platform under test (PLATFORM): the worker in Miniflare, or the
  * Spin component under the test host (spin-gateway.mjs, same options and handle interface;
  * there, `bindings` and `registry` become Spin variables, `persistDir` the host's key-value
- * directory and a Redis kept for the run, `control: false` a Redis address nothing listens
- * on, and `counters: { script }`, `scheduled()`, `counter()` and `mf` throw SpinUnsupported).
+ * directory and a Redis kept for the run, `control: false` and `counters: "unreachable"` a
+ * Redis address nothing listens on, and `counters: { script }`, `scheduled()`, `counter()` and `mf` throw SpinUnsupported).
  *
  * On Workers: starts the worker in Miniflare.
  *
@@ -198,6 +198,9 @@ export async function startGateway({
   registry,
   persistDir,
 } = {}) {
+  if (counters === "unreachable") {
+    if (!onSpin) throw new Error('counters: "unreachable" (a dead Redis) is a Spin option');
+  }
   if (onSpin) {
     return startSpinGateway({ config, version, refreshMs, kv: extraKv, bindings, counters, control, registry, persistDir });
   }

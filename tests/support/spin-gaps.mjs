@@ -54,3 +54,16 @@ export const JWKS_FAILURES_NOT_THROTTLED =
 export const JWKS_SINGLE_FLIGHT =
   JWKS_NO_REFETCH +
   "; and single-flight across concurrently running instances would need a shared lock (key-value has no compare-and-set)";
+
+// (todo) Approximate rate limits (shared/src/ratelimit Limiter leases):
+export const APPROX_LEASES =
+  "spin: approximate rate limits lease `lease` units per request and the unused ones die with the instance " +
+  "(no refund): a limit admits about limit / lease requests";
+
+// (skip / diagnostic) Counter objects:
+export const NO_COUNTER_OBJECT =
+  "spin: no rate-limit counter Durable Object to read directly (the counters are Redis values the core's " +
+  "CounterCall::apply reads and writes in wasm)";
+export const NO_STAND_IN_COUNTERS =
+  "spin: no stand-in counter class (a second Worker's Durable Object); the Spin equivalent, an unreachable Redis, " +
+  "runs in the test beside it";

@@ -100,9 +100,10 @@ export async function startSpinGateway({
   // Exact rate limits and the overrides: a private Redis unless `counters: false` (no
   // counters at all: every counter call fails, as with no EDGEGATE_COUNTERS binding).
   let redis = null;
-  if (!control) {
+  if (!control || counters === "unreachable") {
     // No binding to leave out on Spin (the overrides live in Redis, else key-value): an
-    // unreachable store instead — a Redis address nothing listens on. Counters fail too.
+    // unreachable store instead — a Redis address nothing listens on. Counters fail too, as
+    // `counters: "unreachable"` asks (the counters' store down).
     const port = await freePort();
     redis = { url: `redis://127.0.0.1:${port}`, stop: async () => {} };
   } else if (counters) {
