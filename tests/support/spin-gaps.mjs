@@ -76,3 +76,12 @@ export const REGISTRY_NO_SCHEDULE =
 export const HTTP_BUFFERS_WHOLE_BODY =
   "spin: the adapter's Http::fetch_buffered (spin_sdk::http::send into a buffered Response) reads the whole answer " +
   "before the size cap is checked: a 256 MB chunked Registry answer is read to its end (and held in wasm memory)";
+
+// (todo) ABAC:
+export const NO_CEDAR =
+  "spin: the component is built without the core's `cedar` feature, so an ABAC config is refused " +
+  "(config_rejected: 'this build has no Cedar support'); the Spin-only test asserts that refusal";
+
+// (skip) request.cf:
+export const NO_CLIENT_GEO =
+  "spin: no request.cf — the client's country (ClientGeo) is a Cloudflare edge fact Spin does not have";
