@@ -85,3 +85,7 @@ export const NO_CEDAR =
 // (skip) request.cf:
 export const NO_CLIENT_GEO =
   "spin: no request.cf — the client's country (ClientGeo) is a Cloudflare edge fact Spin does not have";
+
+export const NO_LAST_GOOD_SNAPSHOT =
+  "spin: a fresh instance per request has no last good Registry snapshot: a corrupted snapshot under the manifest " +
+  "leaves nothing to serve (snapshot_rejected with serving null) instead of keeping the previous one";
