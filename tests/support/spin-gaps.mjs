@@ -89,3 +89,8 @@ export const NO_CLIENT_GEO =
 export const NO_LAST_GOOD_SNAPSHOT =
   "spin: a fresh instance per request has no last good Registry snapshot: a corrupted snapshot under the manifest " +
   "leaves nothing to serve (snapshot_rejected with serving null) instead of keeping the previous one";
+
+// (skip) Client certificates:
+export const NO_CLIENT_CERTIFICATES =
+  "spin: the component cannot see client certificates (no request.cf.tlsClientAuth; Spin terminates TLS without " +
+  "passing the peer certificate on), so an `mtls` config is refused there — the Spin-only test asserts that";
