@@ -19,13 +19,13 @@ import { request } from "./client.mjs";
 import { withTimeout, delay } from "./util.mjs";
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const TARGET_DIR = process.env.CARGO_TARGET_DIR ?? path.join(REPO_ROOT, "target");
-/** The test host binary (scripts/ensure-spin-host.sh builds it). */
-export const SPIN_HOST = process.env.EDGEGATE_SPIN_HOST ?? path.join(TARGET_DIR, "spin-host/release/edgegate-spin-host");
+/** Where scripts/ensure-spin-host.sh builds the host and the component. */
+const SPIN_TARGET_DIR = process.env.SPIN_HOST_TARGET_DIR ?? path.join(REPO_ROOT, "target/spin-host");
+/** The test host binary. */
+export const SPIN_HOST = process.env.EDGEGATE_SPIN_HOST ?? path.join(SPIN_TARGET_DIR, "release/edgegate-spin-host");
 /** The edgegate Spin component (wasm32-wasip2, release). */
 export const SPIN_WASM =
-  process.env.EDGEGATE_SPIN_WASM ??
-  path.join(TARGET_DIR, "spin-host/edgegate-spin/wasm32-wasip2/release/edgegate_spin.wasm");
+  process.env.EDGEGATE_SPIN_WASM ?? path.join(SPIN_TARGET_DIR, "edgegate-spin/wasm32-wasip2/release/edgegate_spin.wasm");
 /** redis-server to start privately (or EDGEGATE_TEST_REDIS=redis://… to use a running one). */
 const REDIS_SERVER = process.env.EDGEGATE_REDIS_SERVER ?? "redis-server";
 const STORE = "default";
