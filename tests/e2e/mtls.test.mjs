@@ -73,8 +73,9 @@ test("a verified certificate with a known fingerprint passes as its consumer", W
   assert.equal(res.status, 200, res.text);
   const seen = backend.records.slice(before);
   assert.equal(seen.length, 1);
-  assert.equal(seen[0].headers["x-edgegate-auth-method"], "mtls");
   assert.equal(seen[0].headers["x-edgegate-subject"], "billing-svc");
+  const log = await gw.logs.waitForAccess(res.headers["x-request-id"]);
+  assert.deepEqual([log.auth_method, log.subject], ["mtls", "billing-svc"]);
 });
 
 test("a certificate the edge could not verify, a revoked one and an unknown one are refused", WORKERS_ONLY, async () => {
