@@ -41,6 +41,7 @@ export function spinClientAddress(ip) {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(String(ip ?? "").trim());
   return m ? `127.${m[2]}.${m[3]}.${m[4]}` : null;
 }
+
 const SHIM = path.join(REPO_ROOT, "worker/build/worker/shim.mjs");
 const VERBOSE = !!process.env.EDGEGATE_TEST_VERBOSE;
 
@@ -155,7 +156,8 @@ export class LogCapture extends EventEmitter {
  * Spin component under the test host (spin-gateway.mjs, same options and handle interface;
  * there, `bindings` and `registry` become Spin variables, `persistDir` the host's key-value
  * directory and a Redis kept for the run, `control: false` and `counters: "unreachable"` a
- * Redis address nothing listens on, and `counters: { script }`, `scheduled()`, `counter()` and `mf` throw SpinUnsupported).
+ * Redis address nothing listens on; `counters: { script }`, `scheduled()`, `counter()` and
+ * `mf` throw SpinUnsupported).
  *
  * On Workers: starts the worker in Miniflare.
  *
@@ -198,8 +200,8 @@ export async function startGateway({
   registry,
   persistDir,
 } = {}) {
-  if (counters === "unreachable") {
-    if (!onSpin) throw new Error('counters: "unreachable" (a dead Redis) is a Spin option');
+  if (counters === "unreachable" && !onSpin) {
+    throw new Error('counters: "unreachable" (a dead Redis) is a Spin option');
   }
   if (onSpin) {
     return startSpinGateway({ config, version, refreshMs, kv: extraKv, bindings, counters, control, registry, persistDir });
