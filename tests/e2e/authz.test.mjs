@@ -12,7 +12,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { startGateway } from "../support/gateway.mjs";
+import { startGateway, clientIp, onSpin } from "../support/gateway.mjs";
+import { IPV4_CLIENTS_ONLY, NO_LAST_GOOD_SNAPSHOT } from "../support/spin-gaps.mjs";
 import { startBackend, closeAll } from "../support/backends.mjs";
 import { assertProblem } from "../support/assertions.mjs";
 import { signCompact, hmacSecret } from "../support/idp.mjs";
@@ -121,7 +122,7 @@ before(async () => {
         policies: {
           auth: { accept: ["api_key"], api_key: { header: "x-api-key" } },
           authorization: {
-            ip: { mode: "enforce", deny: ["10.9.9.9"] },
+            ip: { mode: "enforce", deny: [clientIp("10.9.9.9")] },
             subscription: { mode: "enforce" },
             environment_isolation: { mode: "enforce" },
           },
@@ -192,6 +193,15 @@ after(async () => {
 // ------------------------------------------------------------------------------ helpers
 
 /**
+ * Makes the gateway read the snapshot now: the cron on Workers; on Spin, which has no cron,
+ * every request reads it, so one request on a subscription route does.
+ */
+async function refreshSnapshot() {
+  if (!onSpin) return gw.scheduled();
+  await gw.request({ path: "/orders/v1/items/1", headers: { host: PROD, "x-api-key": KEY.web } });
+}
+
+/**
  * Sends a request and waits for its access line. Returns { res, log, seen (the backend's
  * record or null), audits (this request's audit lines) }.
  */
@@ -254,7 +264,7 @@ test("before any snapshot is loaded a subscription rule answers 503 snapshot_una
   assert.ok(Buffer.isBuffer(v1.entries[0].value), "shards are binary");
   const from = gw.logs.mark();
   await uploadSnapshot(gw, v1);
-  await gw.scheduled();
+  await refreshSnapshot();
   const e = await gw.logs.waitForEvent("snapshot_activated", (ev) => ev.version === V1, { from });
   assert.equal(e.sha256, v1.manifest.sha256);
   assert.equal(e.previous, null);
@@ -311,21 +321,26 @@ test("a missing scope → 403 insufficient_scope with the RFC 6750 challenge nam
   assert.match(audit.detail, /missing scopes: orders:write$/);
 });
 
-test("IP rules: a subscription's IPv6 allow list admits 2001:db8::1 and refuses 2001:db9::1; the API's IPv4 deny list refuses 10.9.9.9", async () => {
-  // The key has no scopes of its own: the subscription's grant satisfies the route.
-  const ok = await expectOk("/orders/v1/items/1", { key: KEY.v6, ip: "2001:db8::1" });
-  assert.equal(ok.seen.headers["x-edgegate-subscription"], "sub-v6");
-  assert.equal(ok.seen.headers["x-edgegate-scopes"], "orders:read");
-  assert.equal(ok.log.client_ip, "2001:db8::1");
+test("IP rules: a subscription's IPv6 allow list admits 2001:db8::1 and refuses 2001:db9::1; the API's IPv4 deny list refuses 10.9.9.9", async (t) => {
+  if (onSpin) {
+    t.diagnostic(`IPv6 clients not sent (only the IPv4 cases run): ${IPV4_CLIENTS_ONLY}`);
+  } else {
+    // The key has no scopes of its own: the subscription's grant satisfies the route.
+    const ok = await expectOk("/orders/v1/items/1", { key: KEY.v6, ip: "2001:db8::1" });
+    assert.equal(ok.seen.headers["x-edgegate-subscription"], "sub-v6");
+    assert.equal(ok.seen.headers["x-edgegate-scopes"], "orders:read");
+    assert.equal(ok.log.client_ip, "2001:db8::1");
+  }
 
-  for (const ip of ["2001:db9::1", "192.0.2.1"]) {
+  for (const ip of onSpin ? ["192.0.2.1"] : ["2001:db9::1", "192.0.2.1"]) {
     const { audit } = await expectDenied("/orders/v1/items/1", { key: KEY.v6, ip, code: "ip_denied", rule: "subscription" });
-    assert.equal(audit.client_ip, ip);
+    assert.equal(audit.client_ip, clientIp(ip));
     assert.match(audit.detail, /sub-v6: .* is in no allowed network/);
   }
 
   const { audit } = await expectDenied("/orders/v1/items/1", { key: KEY.web, ip: "10.9.9.9", code: "ip_denied", rule: "ip" });
-  assert.match(audit.detail, /10\.9\.9\.9 is in denied 10\.9\.9\.9\/32/);
+  const denied = clientIp("10.9.9.9").replaceAll(".", "\\.");
+  assert.match(audit.detail, new RegExp(`${denied} is in denied ${denied}/32`));
   await expectOk("/orders/v1/items/1", { key: KEY.web, ip: "10.9.9.8" });
 });
 
@@ -421,7 +436,7 @@ test("audit lines say who, what, why and on which snapshot — and never carry a
   assert.equal(audit.environment, "production");
   assert.equal(audit.route, "read");
   assert.equal(audit.method, "GET");
-  assert.equal(audit.client_ip, "198.51.100.4");
+  assert.equal(audit.client_ip, clientIp("198.51.100.4"));
   assert.equal(audit.auth_method, "api_key");
   assert.equal(audit.subject, "acme");
   assert.equal(audit.application, "app-susp");
@@ -435,7 +450,7 @@ test("audit lines say who, what, why and on which snapshot — and never carry a
   }
 });
 
-test("a corrupted snapshot is never activated (snapshot_rejected) and the previous one keeps serving; a good one then activates", async () => {
+test("a corrupted snapshot is never activated (snapshot_rejected) and the previous one keeps serving; a good one then activates", { todo: onSpin && NO_LAST_GOOD_SNAPSHOT }, async () => {
   const stillV1 = async () => {
     const ok = await expectOk("/orders/v1/items/1", { key: KEY.web });
     assert.equal(ok.log.subscription, "sub-web-prod");
@@ -444,7 +459,7 @@ test("a corrupted snapshot is never activated (snapshot_rejected) and the previo
   };
   const rejected = async (sha, errorPattern) => {
     const from = gw.logs.mark();
-    await gw.scheduled();
+    await refreshSnapshot();
     const e = await gw.logs.waitForEvent("snapshot_rejected", (ev) => ev.sha256 === sha, { from });
     assert.equal(e.serving, V1);
     assert.match(e.error, errorPattern);
@@ -473,7 +488,7 @@ test("a corrupted snapshot is never activated (snapshot_rejected) and the previo
   const good = await buildSnapshot(snapshotDoc(V2, { nosubSubscribed: true }), { shardBytes: 256 });
   const from = gw.logs.mark();
   await uploadSnapshot(gw, good);
-  await gw.scheduled();
+  await refreshSnapshot();
   const act = await gw.logs.waitForEvent("snapshot_activated", (e) => e.version === V2, { from });
   assert.equal(act.previous, V1);
   assert.equal(act.sha256, good.manifest.sha256);

@@ -13,7 +13,8 @@ import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { startGateway, counterKey } from "../support/gateway.mjs";
+import { startGateway, counterKey, clientIp, onSpin } from "../support/gateway.mjs";
+import { APPROX_LEASES, NO_COUNTER_OBJECT, NO_STAND_IN_COUNTERS, IPV4_CLIENTS_ONLY } from "../support/spin-gaps.mjs";
 import { startBackend, closeAll, fixed } from "../support/backends.mjs";
 import { assertProblem } from "../support/assertions.mjs";
 import { delay, pollUntil } from "../support/util.mjs";
@@ -202,6 +203,19 @@ const SLIDING_HOUR_ALG = { kind: "sliding_window", limit: LIMIT, window_ms: HOUR
 
 // ----------------------------------------------------------------- exact and approximate
 
+/**
+ * The counter object's own view (Workers: a Durable Object read, `gw.counter`). On Spin there
+ * is no object to read: returns null and says so in the test's output, and the caller skips
+ * that one assertion (the requests' statuses and headers are checked on both platforms).
+ */
+async function peekCounter(t, gw, key, alg) {
+  if (onSpin) {
+    t.diagnostic(`counter not read: ${NO_COUNTER_OBJECT}`);
+    return null;
+  }
+  return gw.counter(key, alg);
+}
+
 describe("exactness under concurrency (sliding window, key api, limit 50)", () => {
   const EXACT = ["exact1", "exact2", "exact3", "exact4"];
   const APPROX = ["approx1", "approx2", "approx3"];
@@ -232,7 +246,7 @@ describe("exactness under concurrency (sliding window, key api, limit 50)", () =
     await closeAll(backend);
   });
 
-  test("exact mode: 200 concurrent requests admit exactly 50, in 4 trials with fresh keys", async () => {
+  test("exact mode: 200 concurrent requests admit exactly 50, in 4 trials with fresh keys", async (t) => {
     for (const name of EXACT) {
       const before = backend.records.length;
       const rs = await burst(gw, CONCURRENT, { path: `/${name}/x` });
@@ -253,8 +267,8 @@ describe("exactness under concurrency (sliding window, key api, limit 50)", () =
         assertProblem(r, { status: 429, code: "rate_limited" });
         assert.match(single(r, "retry-after"), /^[1-9][0-9]*$/, "Retry-After in delay-seconds");
       }
-      const peek = await gw.counter(counterKey({ scope: `api:${name}`, name: "burst", key: "api", value: name }), SLIDING_HOUR_ALG);
-      assert.equal(peek.decision.remaining, 0, `${name}: the counter object holds all 50`);
+      const peek = await peekCounter(t, gw, counterKey({ scope: `api:${name}`, name: "burst", key: "api", value: name }), SLIDING_HOUR_ALG);
+      if (peek) assert.equal(peek.decision.remaining, 0, `${name}: the counter object holds all 50`);
     }
   });
 
@@ -290,15 +304,15 @@ describe("exactness under concurrency (sliding window, key api, limit 50)", () =
     assert.ok(Number.isInteger(retry) && retry >= 1 && retry <= d.state.burst.t, `Retry-After ${retry} within 1..t`);
   });
 
-  test("sharded limit (shards 4): 200 concurrent requests admit 4 × ⌊50 / 4⌋ = 48", async () => {
+  test("sharded limit (shards 4): 200 concurrent requests admit 4 × ⌊50 / 4⌋ = 48", async (t) => {
     // Shards are picked at random per request; 200 requests leave a shard with fewer than 12
     // with a probability of ~1e-11 (binomial, n = 200, p = 1/4): deterministic in practice.
     const rs = await burst(gw, CONCURRENT, { path: "/sharded/x" });
     assert.deepEqual(tally(rs), { 200: 48, 429: 152 });
     for (const shard of [0, 1, 2, 3]) {
       const key = counterKey({ scope: "api:sharded", name: "burst", key: "api", value: "sharded", shard });
-      const peek = await gw.counter(key, { ...SLIDING_HOUR_ALG, limit: 12 });
-      assert.equal(peek.decision.remaining, 0, `shard ${shard} is spent`);
+      const peek = await peekCounter(t, gw, key, { ...SLIDING_HOUR_ALG, limit: 12 });
+      if (peek) assert.equal(peek.decision.remaining, 0, `shard ${shard} is spent`);
     }
     // Each response advertises one shard's share.
     for (const r of rs) assert.deepEqual(rateLimitFields(r).policy, { burst: { q: 12, w: 3600 } });
@@ -313,7 +327,7 @@ describe("exactness under concurrency (sliding window, key api, limit 50)", () =
   // tighter still: "a lease never grants more than consume would admit", so at most 50.
   const APPROX_BOUND = { min: LIMIT - 1 * 10, max: LIMIT + 1 * 10 };
 
-  test("approximate mode (lease 10): sequential requests admit exactly 50", async () => {
+  test("approximate mode (lease 10): sequential requests admit exactly 50", { todo: onSpin && APPROX_LEASES }, async () => {
     const statuses = [];
     for (let k = 0; k < LIMIT + 10; k++) statuses.push((await gw.request({ path: `/${SEQ}/x` })).status);
     assert.deepEqual(tally(statuses.map((status) => ({ status }))), { 200: LIMIT, 429: 10 });
@@ -332,12 +346,13 @@ describe("exactness under concurrency (sliding window, key api, limit 50)", () =
 
   test(
     "approximate mode (lease 10): 200 concurrent requests admit at least 50 − N × B = 40",
-    async () => {
+    { todo: onSpin && APPROX_LEASES },
+    async (t) => {
       const name = LOWER;
       const rs = await burst(gw, CONCURRENT, { path: `/${name}/x` });
       const admitted = tally(rs)[200] ?? 0;
-      const peek = await gw.counter(counterKey({ scope: `api:${name}`, name: "burst", key: "api", value: name }), SLIDING_HOUR_ALG);
-      const counted = LIMIT - peek.decision.remaining;
+      const peek = await peekCounter(t, gw, counterKey({ scope: `api:${name}`, name: "burst", key: "api", value: name }), SLIDING_HOUR_ALG);
+      const counted = peek ? LIMIT - peek.decision.remaining : "(not read)";
       assert.ok(
         admitted >= APPROX_BOUND.min,
         `admitted ${admitted} < ${APPROX_BOUND.min}, while the counter object counts ${counted} units as spent`,
@@ -354,7 +369,8 @@ const nextMonthStart = (ms) => {
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
 };
 
-test("a monthly quota survives a restart with persisted storage: counts continue", async () => {
+// On Spin the counters are in Redis, which the harness keeps running for the persistDir.
+test("a monthly quota survives a restart with persisted storage: counts continue", async (t) => {
   // The test takes a few seconds; should a month start be that close, wait for it to pass,
   // so every request counts in the same month.
   const toNext = nextMonthStart(Date.now()) - Date.now();
@@ -387,7 +403,8 @@ test("a monthly quota survives a restart with persisted storage: counts continue
     gw = undefined;
 
     gw = await startGateway({ config, persistDir: dir });
-    assert.equal((await gw.counter(key, alg)).decision.remaining, 2, "the restarted object read its stored count");
+    const peek = await peekCounter(t, gw, key, alg);
+    if (peek) assert.equal(peek.decision.remaining, 2, "the restarted object read its stored count");
     const fourth = await gw.request({ path: "/metered/x" });
     assert.equal(fourth.status, 200);
     assert.equal(rateLimitFields(fourth).state.monthly.r, 1);
@@ -440,11 +457,12 @@ describe("the counter cannot be reached: on_error open lets requests through, cl
   });
   after(() => closeAll(backend));
 
-  for (const [label, counters] of [
-    ["the counter object throws", { script: BROKEN_COUNTERS }],
-    ["no EDGEGATE_COUNTERS binding", false],
+  for (const [label, counters, skip] of [
+    ["the counter object throws", { script: BROKEN_COUNTERS }, onSpin && NO_STAND_IN_COUNTERS],
+    ["Redis does not answer (Spin)", "unreachable", !onSpin && "workers: Redis is Spin's counter store"],
+    ["no EDGEGATE_COUNTERS binding (Spin: no redis_address)", false],
   ]) {
-    test(`${label}: open → 200 without rate-limit headers, closed → 503 rate_limit_unavailable; both logged`, async () => {
+    test(`${label}: open → 200 without rate-limit headers, closed → 503 rate_limit_unavailable; both logged`, { skip }, async () => {
       const gw = await startGateway({ config: config("open"), counters, kv });
       try {
         const seen = backend.records.length;
@@ -473,7 +491,7 @@ describe("the counter cannot be reached: on_error open lets requests through, cl
   }
 
   test("auth_failure_limit with on_error closed: an authenticated route answers 503 while the counter is down", async () => {
-    const gw = await startGateway({ config: config("closed"), counters: { script: BROKEN_COUNTERS }, kv });
+    const gw = await startGateway({ config: config("closed"), counters: onSpin ? "unreachable" : { script: BROKEN_COUNTERS }, kv });
     try {
       const { res } = await gw.requestLogged({ path: "/keyed/x", headers: { "x-api-key": "ak-good", "cf-connecting-ip": "198.51.100.21" } });
       assertProblem(res, { status: 503, code: "rate_limit_unavailable" });
@@ -512,12 +530,12 @@ describe("per-address limit on failed authentications (limit 3 per 60 s)", () =>
 
   const call = (ip, key) => gw.requestLogged({ path: "/keyed/x", headers: { "x-api-key": key, "cf-connecting-ip": ip } });
 
-  test("wrong keys from one address: 401 × 3, then 429 too_many_auth_failures; another address is unaffected", async () => {
+  test("wrong keys from one address: 401 × 3, then 429 too_many_auth_failures; another address is unaffected", async (t) => {
     const ip = "198.51.100.7";
     for (let k = 0; k < 3; k++) {
       const { res, log } = await call(ip, `wrong-${k}`);
       assertProblem(res, { status: 401, code: "unknown_api_key" });
-      assert.equal(log.client_ip, ip, "the client address is cf-connecting-ip");
+      assert.equal(log.client_ip, clientIp(ip), "the client address is cf-connecting-ip (Spin: the socket's peer)");
     }
     for (const key of ["wrong-3", GOOD]) {
       const { res } = await call(ip, key);
@@ -526,8 +544,12 @@ describe("per-address limit on failed authentications (limit 3 per 60 s)", () =>
       assert.ok(Number(res.headers["retry-after"]) <= 120, "within the window's reach (≤ 2 × 60 s)");
     }
     // The same address written IPv4-mapped counts as itself.
-    const { res: mapped } = await call(`::ffff:${ip}`, GOOD);
-    assertProblem(mapped, { status: 429, code: "too_many_auth_failures" });
+    if (onSpin) {
+      t.diagnostic(`IPv4-mapped client not sent: ${IPV4_CLIENTS_ONLY}`);
+    } else {
+      const { res: mapped } = await call(`::ffff:${ip}`, GOOD);
+      assertProblem(mapped, { status: 429, code: "too_many_auth_failures" });
+    }
     // Another address: its own count.
     const { res: other } = await call("198.51.100.8", "wrong-x");
     assertProblem(other, { status: 401, code: "unknown_api_key" });
@@ -535,7 +557,7 @@ describe("per-address limit on failed authentications (limit 3 per 60 s)", () =>
     assert.equal(good.status, 200);
   });
 
-  test("IPv6 clients count per /64", async () => {
+  test("IPv6 clients count per /64", { skip: onSpin && IPV4_CLIENTS_ONLY }, async () => {
     for (let k = 1; k <= 3; k++) {
       const { res } = await call(`2001:db8:7:7::${k}`, `wrong-${k}`);
       assertProblem(res, { status: 401, code: "unknown_api_key" });
@@ -561,7 +583,7 @@ describe("per-address limit on failed authentications (limit 3 per 60 s)", () =>
 
 // --------------------------------------------------------------------------- several limits
 
-test("a request refused by a later limit gives its unit back to the earlier ones (30 concurrent, limits 100 then 5)", async () => {
+test("a request refused by a later limit gives its unit back to the earlier ones (30 concurrent, limits 100 then 5)", async (t) => {
   const backend = await startBackend("b", fixed({ body: "ok" }));
   const limits = [
     { name: "wide", key: "api", algorithm: "sliding_window", limit: 100, window_s: 3600 },
@@ -574,13 +596,14 @@ test("a request refused by a later limit gives its unit back to the earlier ones
     const rs = await burst(gw, 30, { path: "/layered/x" });
     assert.deepEqual(tally(rs), { 200: 5, 429: 25 });
     const peek = (name, limit) =>
-      gw.counter(counterKey({ scope: "api:layered", name, key: "api", value: "layered" }), {
+      peekCounter(t, gw, counterKey({ scope: "api:layered", name, key: "api", value: "layered" }), {
         kind: "sliding_window",
         limit,
         window_ms: HOUR_MS,
       });
-    assert.equal((await peek("narrow", 5)).decision.remaining, 0);
-    assert.equal((await peek("wide", 100)).decision.remaining, 95, "only the 5 served requests count against the wide limit");
+    const [narrow, wide] = [await peek("narrow", 5), await peek("wide", 100)];
+    if (narrow) assert.equal(narrow.decision.remaining, 0);
+    if (wide) assert.equal(wide.decision.remaining, 95, "only the 5 served requests count against the wide limit");
   } finally {
     await gw.close();
     await closeAll(backend);
@@ -589,7 +612,7 @@ test("a request refused by a later limit gives its unit back to the earlier ones
 
 // --------------------------------------------------------------------------- shadow mode
 
-test("shadow mode counts and logs but never blocks", async () => {
+test("shadow mode counts and logs but never blocks", async (t) => {
   const backend = await startBackend("b", fixed({ body: "ok" }));
   const gw = await startGateway({
     config: {
@@ -616,11 +639,13 @@ test("shadow mode counts and logs but never blocks", async () => {
     assert.ok(shadow.every((e) => e.limit === "trial" && e.key === "api" && e.value === "shadowed"));
     const ids = new Set(rs.map((r) => r.headers["x-request-id"]));
     assert.ok(shadow.every((e) => ids.has(e.request_id)));
-    const peek = await gw.counter(
+    const peek = await peekCounter(
+      t,
+      gw,
       counterKey({ scope: "api:shadowed", name: "trial", key: "api", value: "shadowed" }),
       { kind: "sliding_window", limit: 5, window_ms: HOUR_MS },
     );
-    assert.equal(peek.decision.remaining, 0, "the shadow limit counted in its object");
+    if (peek) assert.equal(peek.decision.remaining, 0, "the shadow limit counted in its object");
   } finally {
     await gw.close();
     await closeAll(backend);

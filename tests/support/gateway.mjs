@@ -8,8 +8,40 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { withTimeout } from "./util.mjs";
 import { request } from "./client.mjs";
+import { startSpinGateway } from "./spin-gateway.mjs";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/**
+ * The platform the suite runs against: `workers` (default: the worker build in Miniflare) or
+ * `spin` (the Spin component under the test host, spin-gateway.mjs), from
+ * EDGEGATE_TEST_PLATFORM. Tests that cannot run on a platform say so with
+ * `{ skip: onSpin && "spin: <why>" }`; a missing feature is `{ todo: onSpin && "spin: …" }`.
+ */
+export const PLATFORM = process.env.EDGEGATE_TEST_PLATFORM ?? "workers";
+if (PLATFORM !== "workers" && PLATFORM !== "spin") {
+  throw new Error(`EDGEGATE_TEST_PLATFORM=${PLATFORM}: expected workers or spin`);
+}
+export const onSpin = PLATFORM === "spin";
+export const onWorkers = PLATFORM === "workers";
+
+/**
+ * The client address the gateway sees for a test client "at" `ip`. Tests say where a request
+ * comes from with a `cf-connecting-ip` header: on Workers that is how Cloudflare reports the
+ * client, and Miniflare passes it through. On Spin the client address is the socket's peer,
+ * so the Spin harness takes that header off and connects from a loopback address instead:
+ * IPv4 `a.b.c.d` → `127.b.c.d` (spinClientAddress). Compare logs and blocks with this.
+ */
+export function clientIp(ip) {
+  return onSpin ? spinClientAddress(ip) : ip;
+}
+
+/** `a.b.c.d` → `127.b.c.d`; null for anything else (IPv6: the test host listens on IPv4 only). */
+export function spinClientAddress(ip) {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(String(ip ?? "").trim());
+  return m ? `127.${m[2]}.${m[3]}.${m[4]}` : null;
+}
+
 const SHIM = path.join(REPO_ROOT, "worker/build/worker/shim.mjs");
 const VERBOSE = !!process.env.EDGEGATE_TEST_VERBOSE;
 
@@ -120,7 +152,14 @@ export class LogCapture extends EventEmitter {
 }
 
 /**
- * Starts the worker in Miniflare.
+ * Starts the gateway on the platform under test (PLATFORM): the worker in Miniflare, or the
+ * Spin component under the test host (spin-gateway.mjs, same options and handle interface;
+ * there, `bindings` and `registry` become Spin variables, `persistDir` the host's key-value
+ * directory and a Redis kept for the run, `control: false` and `counters: "unreachable"` a
+ * Redis address nothing listens on; `counters: { script }`, `scheduled()`, `counter()` and
+ * `mf` throw SpinUnsupported).
+ *
+ * On Workers: starts the worker in Miniflare.
  *
  * options:
  *   config      config document (object or raw string) stored as version `version` (default
@@ -161,6 +200,12 @@ export async function startGateway({
   registry,
   persistDir,
 } = {}) {
+  if (counters === "unreachable" && !onSpin) {
+    throw new Error('counters: "unreachable" (a dead Redis) is a Spin option');
+  }
+  if (onSpin) {
+    return startSpinGateway({ config, version, refreshMs, kv: extraKv, bindings, counters, control, registry, persistDir });
+  }
   if (!existsSync(SHIM)) {
     throw new Error(
       `worker build missing (${SHIM}); build it first: bash scripts/build-worker.sh`,
@@ -233,6 +278,7 @@ export async function startGateway({
 
 export class Gateway {
   constructor(mf, url, kv, logs, refreshMs) {
+    this.platform = "workers";
     this.mf = mf;
     /** The gateway's base URL (a URL object), e.g. http://127.0.0.1:PORT/ */
     this.url = url;
