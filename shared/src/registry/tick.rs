@@ -338,7 +338,7 @@ mod tests {
     #[test]
     fn a_tick_is_due_after_the_interval_when_the_lease_is_free() {
         let fresh = TickLease::default();
-        assert_eq!(fresh.check(1_000, 60_000), Ok(()), "never ran");
+        assert_eq!(fresh.check(1_700_000_000_000, 60_000), Ok(()), "never ran");
         let running = TickLease {
             owner: "a".into(),
             started_ms: 1_000,
