@@ -159,7 +159,10 @@ fn start(
     let mut flags = args(&[
         ("--kv-put", "default:config:active=v1"),
         ("--kv-put-file", &seed),
-        ("--allowed-outbound-hosts", &format!("http://{}", backend.addr)),
+        (
+            "--allowed-outbound-hosts",
+            &format!("http://{}", backend.addr),
+        ),
         ("--allowed-outbound-hosts", &origin),
         ("--variable", &vars[0]),
         ("--variable", &vars[1]),
@@ -245,7 +248,11 @@ fn the_sync_runs_after_the_response_and_a_later_request_sees_the_new_version() {
         assert_eq!(http(host.http, "GET", "/people/v2/users/1", b"").0, 200);
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(registry.hits(), 1, "the Registry was called again within the interval");
+    assert_eq!(
+        registry.hits(),
+        1,
+        "the Registry was called again within the interval"
+    );
     let ticks = host
         .output
         .lock()
