@@ -332,6 +332,9 @@ fn the_admin_api_sync_activates_a_signed_bundle_from_the_registry() {
             ("--variable", &vars[1]),
             ("--variable", &vars[2]),
             ("--allowed-outbound-hosts", &origin),
+            // No lazy tick: this test syncs only through the admin API (tests/tick.rs covers
+            // the tick).
+            ("--variable", "edgegate_sync_interval_s=0"),
         ],
     );
     assert_eq!(user(&host).0, 200);

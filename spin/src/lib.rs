@@ -16,6 +16,12 @@
 //! emergency overrides, and the Workers host's admin and Registry settings under the same
 //! names in lower case (`EDGEGATE_ADMIN_TOKEN` → `edgegate_admin_token`, see [`variable`]).
 //!
+//! Spin's HTTP trigger has no scheduler: after the response is sent, the instance runs the
+//! core's lazy tick ([`Gateway::tick_if_due`]: Registry sync, snapshot, JWKS prefetch — what
+//! the Workers cron does every minute), at most once per `edgegate_sync_interval_s` (default
+//! 60) and one at a time across instances (a lease in key-value). The client has its whole
+//! response before the tick starts. See spin/README.md, "Scheduling".
+//!
 //! Bodies stream in both directions ([`body::SpinBody`]); a request body is buffered only
 //! when the core asks for a replayable copy (failover) or for an admin call (at most
 //! [`MAX_BODY_BYTES`]).
@@ -30,7 +36,7 @@ use edgegate_core::admin::{AdminSettings, BodyError, MAX_BODY_BYTES};
 use edgegate_core::control::ControlCache;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings};
 use edgegate_core::platform::{Clock, Log};
-use edgegate_core::registry::RegistrySettings;
+use edgegate_core::registry::{RegistrySettings, TickSettings};
 use platform::SpinPlatform;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
@@ -66,9 +72,23 @@ fn gateway(platform: &SpinPlatform) -> Gateway {
     .with_control(ControlCache::new(0))
 }
 
+/// The lazy tick's interval (`edgegate_sync_interval_s`); an invalid value is logged
+/// (`tick_settings_invalid`) and the default (60 s) applies.
+fn tick_settings(platform: &SpinPlatform) -> TickSettings {
+    TickSettings::from_vars(variable).unwrap_or_else(|e| {
+        platform.log_line(&event_line(
+            "tick_settings_invalid",
+            platform.now_ms(),
+            serde_json::json!({ "problem": e.to_string() }),
+        ));
+        TickSettings::default()
+    })
+}
+
 /// Every request: convert, run the pipeline (or the admin API, for its prefix or host), send
-/// the answer (bodies stream through in both directions). Never fails: the pipeline turns
-/// every failure into a problem+json reply.
+/// the answer (bodies stream through in both directions); then, with the response complete,
+/// the lazy tick when it is due. Never fails: the pipeline turns every failure into a
+/// problem+json reply.
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let (head, body) = convert::inbound(req);
@@ -88,5 +108,11 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         }
         None => gateway.handle(&platform, head, body).await,
     };
-    convert::outbound(response, out).await
+    // Sends the head and the whole body, and finishes the body: the client has its response.
+    convert::outbound(response, out).await;
+    // The instance keeps running until this function returns (Spin waits for it, the client
+    // does not): the scheduled work, when it is due.
+    gateway
+        .tick_if_due(&platform, &tick_settings(&platform))
+        .await;
 }

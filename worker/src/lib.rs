@@ -27,7 +27,6 @@ pub use edgegate_durable_objects::{Control, RateCounter};
 
 use edgegate_core::access_log::event_line;
 use edgegate_core::admin::{AdminSettings, BodyError, MAX_BODY_BYTES};
-use edgegate_core::config_store::RefreshOutcome;
 use edgegate_core::control::ControlCache;
 use edgegate_core::pipeline::{Gateway, RuntimeSettings, DEFAULT_CONTROL_REFRESH_MS};
 use edgegate_core::registry;
@@ -125,49 +124,22 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
     Ok(convert::outbound(response)?)
 }
 
-/// Cron: re-read the config pointer and the emergency overrides now, so every isolate that
+/// Cron: the core's scheduled run (`Gateway::scheduled_run`, the same steps Spin's lazy tick
+/// runs): re-read the config pointer and the emergency overrides now, so every isolate that
 /// runs the cron picks up a new version (or logs why it did not) without waiting for a
 /// request; then, when `EDGEGATE_REGISTRY_URL` is set, run the Registry sync and, if it
 /// activated a version, refresh this isolate's config at once; then make the active config's
 /// snapshot current and prefetch the keys of every identity provider, so requests rarely wait
-/// for a JWKS fetch.
+/// for a JWKS fetch. Logs `config_check`.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let platform = WorkerPlatform::without_request(&env);
     let gateway = gateway(&env);
-    let mut outcome = gateway.config_store().refresh(&platform).await;
-    let control = gateway.control().refresh(&platform).await;
-    // An activation is served in this isolate by sync_registry itself.
-    let registry = match gateway.sync_registry(&platform, false).await {
-        Ok(sync) => {
-            if let registry::SyncOutcome::Activated { version, .. } = &sync {
-                outcome = RefreshOutcome::Activated(version.clone());
-            }
-            serde_json::to_value(sync).unwrap_or_default()
-        }
-        Err(e) if e.code == "registry_off" => serde_json::json!({"result": "off"}),
-        Err(e) => serde_json::json!({"result": "failed", "code": e.code}),
-    };
-    let manifest = gateway
-        .config_store()
-        .active()
-        .and_then(|c| c.snapshot_manifest().cloned());
-    let snapshot = gateway
-        .snapshot_store()
-        .refresh_for(&platform, manifest.as_ref())
-        .await;
-    let keys = match gateway.config_store().active() {
-        Some(config) => gateway.authenticator().prefetch(&platform, &config).await,
-        None => 0,
-    };
-    let line = event_line(
-        "config_check",
-        worker::Date::now().as_millis(),
-        serde_json::json!({
-            "cron": event.cron(), "outcome": format!("{outcome:?}"),
-            "snapshot": format!("{snapshot:?}"), "jwks_keys": keys, "control_reachable": control,
-            "registry": registry,
-        }),
-    );
+    let report = gateway.scheduled_run(&platform).await;
+    let mut fields = report.fields();
+    if let Some(map) = fields.as_object_mut() {
+        map.insert("cron".into(), serde_json::json!(event.cron()));
+    }
+    let line = event_line("config_check", worker::Date::now().as_millis(), fields);
     worker::console_log!("{}", line);
 }
