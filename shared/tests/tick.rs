@@ -158,10 +158,9 @@ fn the_tick_syncs_and_prefetches_when_due_and_not_again_within_the_interval() {
     assert_eq!((net.registry_hits.get(), net.jwks_hits.get()), (1, 1));
     let held = lease(&p);
     assert!(held.finished_ms.is_some(), "freed: {held:?}");
-    assert!(p
-        .take_logs()
-        .iter()
-        .any(|l| l.contains("\"registry_tick\"") && l.contains("\"lease_freed\":true")));
+    assert!(p.take_logs().iter().any(|l| l.contains("\"config_check\"")
+        && l.contains("\"trigger\":\"tick\"")
+        && l.contains("\"lease_freed\":true")));
 
     // The next requests within the interval (fresh instances) read the lease and go on.
     for _ in 0..3 {

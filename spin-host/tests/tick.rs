@@ -258,7 +258,7 @@ fn the_sync_runs_after_the_response_and_a_later_request_sees_the_new_version() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|l| l.contains(r#""event":"registry_tick""#))
+        .filter(|l| l.contains(r#""event":"config_check""#))
         .count();
     assert_eq!(ticks, 1, "one registry_tick line");
 }

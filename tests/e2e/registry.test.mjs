@@ -8,10 +8,10 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { performance } from "node:perf_hooks";
 import { startGateway, versionKey, POINTER_KEY, onSpin } from "../support/gateway.mjs";
-import { REGISTRY_NO_SCHEDULE, HTTP_BUFFERS_WHOLE_BODY } from "../support/spin-gaps.mjs";
+import { HTTP_BUFFERS_WHOLE_BODY } from "../support/spin-gaps.mjs";
 
-/** Options of the tests that drive the sync with the cron (gw.scheduled()). */
-const ON_CRON = { todo: onSpin && REGISTRY_NO_SCHEDULE };
+/** Options of the tests that drive the sync with the cron (gw.scheduled(); on Spin the lazy tick). */
+const ON_CRON = {};
 import { startBackend, closeAll } from "../support/backends.mjs";
 import { assertProblem } from "../support/assertions.mjs";
 import { MockRegistry } from "../support/registry.mjs";

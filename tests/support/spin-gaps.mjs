@@ -69,9 +69,6 @@ export const NO_STAND_IN_COUNTERS =
   "runs in the test beside it";
 
 // (todo) The Registry sync on Spin:
-export const REGISTRY_NO_SCHEDULE =
-  "spin: the Registry sync runs only when the admin API's POST <prefix>/sync asks (no cron on Spin's HTTP trigger; " +
-  "a lazy tick on requests is being added): these scenarios drive it through gw.scheduled(), which Spin lacks";
 
 export const HTTP_BUFFERS_WHOLE_BODY =
   "spin: the adapter's Http::fetch_buffered (spin_sdk::http::send into a buffered Response) reads the whole answer " +

@@ -29,6 +29,10 @@ export const SPIN_WASM =
 /** redis-server to start privately (or EDGEGATE_TEST_REDIS=redis://… to use a running one). */
 const REDIS_SERVER = process.env.EDGEGATE_REDIS_SERVER ?? "redis-server";
 const STORE = "default";
+/** The lazy tick's lease (shared/src/registry/tick.rs TICK_LEASE_KEY). */
+const TICK_LEASE_KEY = "registry:tick-lease";
+/** The harness's tick interval: a day, so that only scheduled() fires it. */
+const TICK_INTERVAL_S = 86_400;
 const VERBOSE = !!process.env.EDGEGATE_TEST_VERBOSE;
 
 /** What a test asked for that the Spin platform does not have. */
@@ -119,6 +123,9 @@ export async function startSpinGateway({
   }
 
   const variables = spinVariables({ ...bindings, ...registryBindings(registry) });
+  // The lazy tick (the Spin stand-in for the Workers cron) runs only when a test fires it
+  // (scheduled() below): a day-long interval, and a lease that says a tick just finished.
+  variables.edgegate_sync_interval_s ??= String(TICK_INTERVAL_S);
   if (redis) variables.redis_address = redis.url;
   const args = ["--component", SPIN_WASM, "--kv-store", STORE, "--allowed-outbound-hosts", "http://127.0.0.1:*"];
   if (redis) args.push("--redis", redis.url);
@@ -169,6 +176,8 @@ export async function startSpinGateway({
     throw err;
   }
   const gw = new SpinGateway({ child, exited, ports, logs, refreshMs, redis, ownsRedis: persistDir === undefined });
+  const now = Date.now();
+  await gw.putKv(TICK_LEASE_KEY, JSON.stringify({ owner: "test-harness", started_ms: now, expires_ms: now, finished_ms: now }));
   for (const [k, v] of Object.entries(extraKv)) await gw.putKv(k, v);
   if (config !== null && config !== undefined) {
     await gw.putVersion(version, config);
@@ -256,8 +265,16 @@ export class SpinGateway {
     await this.kv.delete(key);
   }
 
+  /**
+   * The Workers cron's stand-in on Spin: makes the lazy tick due (deletes its lease), sends
+   * one request (the tick runs after its response) and waits for the tick's `config_check`
+   * line, as the cron's scheduled() resolves once the run is done. Returns that event.
+   */
   async scheduled() {
-    throw new SpinUnsupported("the cron (scheduled) handler: Spin's HTTP trigger has no schedule");
+    const from = this.logs.mark();
+    await this.kv.delete(TICK_LEASE_KEY);
+    await request(this.port, { path: "/__edgegate-test/tick" });
+    return this.logs.waitForEvent("config_check", () => true, { from, timeoutMs: 30_000 });
   }
 
   async counter() {

@@ -138,6 +138,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let report = gateway.scheduled_run(&platform).await;
     let mut fields = report.fields();
     if let Some(map) = fields.as_object_mut() {
+        map.insert("trigger".into(), serde_json::json!("cron"));
         map.insert("cron".into(), serde_json::json!(event.cron()));
     }
     let line = event_line("config_check", worker::Date::now().as_millis(), fields);

@@ -228,8 +228,8 @@ impl Gateway {
     /// providers (each bounded by its own timeout).
     ///
     /// Idle (no key-value access) when `settings.interval_ms` is 0, or when the sync is off
-    /// and the active config has no identity provider. Logs `registry_tick` when it ran (the
-    /// [`TickReport::fields`]), `registry_tick_lost` and `registry_tick_store_failed`.
+    /// and the active config has no identity provider. Logs `config_check` when it ran, the line the Workers
+    /// cron logs (the [`TickReport::fields`], `"trigger": "tick"`, `ms`, `lease_freed`), `registry_tick_lost` and `registry_tick_store_failed`.
     pub async fn tick_if_due<P: Platform>(&self, p: &P, settings: &TickSettings) -> TickDecision {
         let timeout_ms = match self.registry_settings() {
             Ok(Some(s)) => Some(s.timeout_ms),
@@ -285,10 +285,11 @@ impl Gateway {
         let freed = super::stored::save(p, TICK_LEASE_KEY, &done).await.is_ok();
         let mut fields = report.fields();
         if let Some(map) = fields.as_object_mut() {
+            map.insert("trigger".into(), json!("tick"));
             map.insert("ms".into(), json!(finished.saturating_sub(now)));
             map.insert("lease_freed".into(), json!(freed));
         }
-        p.log_line(&event_line("registry_tick", finished, fields));
+        p.log_line(&event_line("config_check", finished, fields));
         TickDecision::Ran(report)
     }
 
