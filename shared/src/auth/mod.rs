@@ -9,8 +9,9 @@
 //! never from the token's `jku`/`jwk`/`x5u`/`x5c`) → key family must fit the algorithm (no
 //! HMAC with a public key) → claim checks → key lookup (JWKS cache, single-flight refetch) →
 //! signature (HMAC in wasm; RSA/EC/EdDSA through the platform's `Crypto`, WebCrypto on
-//! Workers). A verified token is cached by the SHA-256 of its text until `exp`; cached tokens
-//! still go through the route's claim checks, and are dropped when their key leaves the JWKS.
+//! Workers). A verified token is cached in memory by a keyed hash of its text (compared in full
+//! on a hit) until `exp`; cached tokens still go through the route's claim checks, and are
+//! dropped when their key leaves the JWKS.
 
 mod alg;
 mod api_key;
@@ -29,7 +30,7 @@ pub use api_key::{
     credential_key, presented_key, verify_api_key, CredentialCache, CredentialRecord,
     CredentialStatus,
 };
-pub use cache::{TokenCache, VerifiedToken, MAX_LEEWAY_S};
+pub use cache::{TokenCache, TokenSlot, VerifiedToken, BYTES_PER_ENTRY, MAX_LEEWAY_S};
 pub use introspection::{introspect, IntrospectionCache};
 pub use jwk::{parse_jwks, KeyMaterial, PublicKey, MIN_RSA_BITS};
 pub use keys::KeyStore;
@@ -282,10 +283,10 @@ impl Authenticator {
                 format!("{} bytes", token.len()),
             ));
         }
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let slot = self.tokens.slot(p, token);
         let providers = config.identity_providers();
 
-        if let Some(hit) = self.tokens.get(&hash, now_s) {
+        if let Some(hit) = self.tokens.get(slot, token, now_s) {
             let provider = rules
                 .providers
                 .iter()
@@ -306,7 +307,7 @@ impl Authenticator {
                         environment: None,
                     });
                 }
-                Some(_) => self.tokens.remove(&hash), // its key was revoked: verify again
+                Some(_) => self.tokens.remove(slot), // its key was revoked: verify again
                 None => {} // another route's provider: verify as usual (will fail on issuer)
             }
         }
@@ -366,8 +367,9 @@ impl Authenticator {
         }
         let claims = Rc::new(parsed.claims);
         self.tokens.insert(
-            hash,
+            slot,
             VerifiedToken {
+                token: token.into(),
                 alg: parsed.alg,
                 provider_store_id: idp.store_id().to_string(),
                 key_id: key.cache_id.clone(),
