@@ -5,11 +5,14 @@
 //! from the platform's CSPRNG (so an attacker cannot aim tokens at one bucket), and a hit is a
 //! hit only if the stored token text equals the presented one: two tokens with the same hash
 //! never share an entry, they replace each other. No SHA-256 on this path (it is computed only
-//! where a stable, cross-instance key is needed).
+//! where a stable, cross-instance key is needed: see [`shared_key`]).
 
 use super::alg::JwsAlgorithm;
+use super::jwk::PublicKey;
+use super::policy::IdentityProvider;
 use super::token::TokenClaims;
-use crate::platform::Random;
+use crate::platform::{Random, SharedCache};
+use sha2::{Digest, Sha256};
 use siphasher::sip::SipHasher13;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -179,6 +182,81 @@ impl TokenCache {
     }
 }
 
+/// The cross-instance key of a verified token in the platform's shared cache (used where
+/// instances are not reused, e.g. Spin): `jwt:v1:` and the hex SHA-256 of the token text.
+/// Computed only after an in-memory miss.
+pub fn shared_key(token: &str) -> String {
+    hex_key("jwt:v1:", &Sha256::digest(token.as_bytes()))
+}
+
+/// `prefix` followed by `digest` in lower-case hex.
+pub(super) fn hex_key(prefix: &str, digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(prefix.len() + 2 * digest.len());
+    key.push_str(prefix);
+    for b in digest {
+        key.push(char::from(HEX[usize::from(b >> 4)]));
+        key.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    key
+}
+
+/// How long a shared-cache record of a verification lives at most (s), whatever the token's
+/// `exp`.
+pub const SHARED_TTL_CAP_S: i64 = 300;
+
+/// A token's verification as one instance records it in the platform's shared cache for the
+/// next ones (hosts that run every request in a fresh instance: Spin's key-value store). The
+/// key is [`shared_key`] (SHA-256 of the token text); the value names the algorithm, the
+/// provider and the key (`cache_id`, a digest of the key material) that verified it. A record
+/// counts only for the same algorithm, provider and key material the request has just looked
+/// up by the token's `kid`: a revoked or rotated-out key is not found, so its records are dead.
+/// It stands in for the signature check only; the token is still parsed and every claim
+/// checked on each request.
+pub struct SharedAttestation {
+    key: String,
+    value: String,
+}
+
+impl SharedAttestation {
+    /// The record for `token` verified by `key` of `idp` with `alg` (computes the SHA-256 of
+    /// the token; call it only after an in-memory miss). Never fails.
+    pub fn new(
+        token: &str,
+        alg: JwsAlgorithm,
+        idp: &IdentityProvider,
+        key: &PublicKey,
+    ) -> SharedAttestation {
+        let value = serde_json::json!({
+            "alg": alg.as_str(),
+            "provider": idp.store_id(),
+            "key": key.cache_id,
+        })
+        .to_string();
+        SharedAttestation {
+            key: shared_key(token),
+            value,
+        }
+    }
+
+    /// True if the shared cache holds exactly this record (not expired). A read error or any
+    /// other value is `false`: the caller verifies the signature itself.
+    pub async fn read<P: SharedCache>(&self, p: &P) -> bool {
+        matches!(p.shared_get(&self.key).await, Ok(Some(v)) if v == self.value.as_bytes())
+    }
+
+    /// Records the verification for min(`exp` − `now_s`, [`SHARED_TTL_CAP_S`]) seconds;
+    /// nothing for a token without `exp` or already past it. A write error is ignored (the
+    /// next instance verifies again).
+    pub async fn write<P: SharedCache>(&self, p: &P, exp: Option<i64>, now_s: i64) {
+        let Some(exp) = exp else { return };
+        let ttl = exp.saturating_sub(now_s).min(SHARED_TTL_CAP_S);
+        if let Ok(ttl @ 1..) = u64::try_from(ttl) {
+            let _ = p.shared_put(&self.key, self.value.as_bytes(), ttl).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +411,127 @@ mod tests {
         c.remove(slot);
         c.remove(slot);
         assert_eq!((c.len(), c.bytes()), (0, 0));
+    }
+
+    /// A shared cache that fails every call, or (when `up`) keeps what it is given.
+    struct Shared {
+        up: bool,
+        stored: RefCell<Option<(Vec<u8>, u64)>>,
+    }
+
+    impl SharedCache for Shared {
+        async fn shared_get(
+            &self,
+            _: &str,
+        ) -> Result<Option<Vec<u8>>, crate::platform::PlatformError> {
+            match self.up {
+                true => Ok(self.stored.borrow().as_ref().map(|(v, _)| v.clone())),
+                false => Err(crate::platform::PlatformError("down".into())),
+            }
+        }
+        async fn shared_put(
+            &self,
+            _: &str,
+            value: &[u8],
+            ttl_s: u64,
+        ) -> Result<(), crate::platform::PlatformError> {
+            match self.up {
+                true => {
+                    *self.stored.borrow_mut() = Some((value.to_vec(), ttl_s));
+                    Ok(())
+                }
+                false => Err(crate::platform::PlatformError("down".into())),
+            }
+        }
+    }
+
+    #[test]
+    fn shared_attestations_table() {
+        use crate::auth::{KeyMaterial, KeySource};
+        let idp = |issuer: &str| IdentityProvider {
+            name: "idp".into(),
+            issuer: issuer.into(),
+            source: KeySource::Jwks("https://idp/jwks".into()),
+            min_ttl_ms: 0,
+            max_ttl_ms: 0,
+            max_stale_ms: 0,
+            refetch_interval_ms: 0,
+            timeout_ms: 0,
+            introspection: None,
+            store_id: IdentityProvider::make_store_id(
+                issuer,
+                &KeySource::Jwks("https://idp/jwks".into()),
+            ),
+        };
+        let key = |id: &str| PublicKey {
+            kid: Some("k".into()),
+            alg: None,
+            material: KeyMaterial::Hmac(Vec::new()),
+            cache_id: id.into(),
+            jwk: String::new(),
+        };
+        let rs = JwsAlgorithm::Rs256;
+        let written = SharedAttestation::new("t", rs, &idp("a"), &key("k1"));
+        // (row, read back with, expected)
+        #[rustfmt::skip]
+        let rows = [
+            ("same token, alg, provider, key", SharedAttestation::new("t", rs, &idp("a"), &key("k1")), true),
+            ("other token", SharedAttestation::new("u", rs, &idp("a"), &key("k1")), false),
+            ("other key material", SharedAttestation::new("t", rs, &idp("a"), &key("k2")), false),
+            ("other provider", SharedAttestation::new("t", rs, &idp("b"), &key("k1")), false),
+            ("other algorithm", SharedAttestation::new("t", JwsAlgorithm::Ps256, &idp("a"), &key("k1")), false),
+        ];
+        for (row, probe, want) in rows {
+            let up = Shared {
+                up: true,
+                stored: RefCell::new(None),
+            };
+            futures::executor::block_on(written.write(&up, Some(1_000), 900));
+            assert_eq!(
+                up.stored.borrow().as_ref().map(|(_, t)| *t),
+                Some(100),
+                "{row}"
+            );
+            // The fake ignores keys: a different key is simulated by a different value.
+            let same_key = probe.key == written.key;
+            let hit = futures::executor::block_on(probe.read(&up));
+            assert_eq!(hit && same_key, want, "{row}");
+        }
+        // TTL: min(exp − now, 300); nothing without exp or at / past it.
+        for (exp, now, ttl) in [
+            (Some(10_000), 0, Some(300)),
+            (Some(1), 0, Some(1)),
+            (Some(5), 5, None),
+            (Some(4), 5, None),
+            (None, 5, None),
+        ] {
+            let up = Shared {
+                up: true,
+                stored: RefCell::new(None),
+            };
+            futures::executor::block_on(written.write(&up, exp, now));
+            assert_eq!(
+                up.stored.borrow().as_ref().map(|(_, t)| *t),
+                ttl,
+                "{exp:?} {now}"
+            );
+        }
+        // A failing cache: not a hit, and writing does not fail.
+        let down = Shared {
+            up: false,
+            stored: RefCell::new(None),
+        };
+        assert!(!futures::executor::block_on(written.read(&down)));
+        futures::executor::block_on(written.write(&down, Some(1_000), 900));
+    }
+
+    #[test]
+    fn shared_keys_are_namespaced_hex_sha256() {
+        let k = shared_key("abc");
+        assert_eq!(
+            k,
+            "jwt:v1:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_ne!(shared_key("abd"), k);
     }
 }

@@ -11,7 +11,9 @@
 //! signature (HMAC in wasm; RSA/EC/EdDSA through the platform's `Crypto`, WebCrypto on
 //! Workers). A verified token is cached in memory by a keyed hash of its text (compared in full
 //! on a hit) until `exp`; cached tokens still go through the route's claim checks, and are
-//! dropped when their key leaves the JWKS.
+//! dropped when their key leaves the JWKS. Where instances are not reused (Spin), a second tier
+//! in the platform's shared cache records, under the token's SHA-256, which key verified it
+//! (see [`SharedAttestation`]).
 
 mod alg;
 mod api_key;
@@ -30,8 +32,11 @@ pub use api_key::{
     credential_key, presented_key, verify_api_key, CredentialCache, CredentialRecord,
     CredentialStatus,
 };
-pub use cache::{TokenCache, TokenSlot, VerifiedToken, BYTES_PER_ENTRY, MAX_LEEWAY_S};
-pub use introspection::{introspect, IntrospectionCache};
+pub use cache::{
+    shared_key, SharedAttestation, TokenCache, TokenSlot, VerifiedToken, BYTES_PER_ENTRY,
+    MAX_LEEWAY_S, SHARED_TTL_CAP_S,
+};
+pub use introspection::{introspect, IntrospectionCache, SharedIntrospection};
 pub use jwk::{parse_jwks, KeyMaterial, PublicKey, MIN_RSA_BITS};
 pub use keys::KeyStore;
 pub use mint::{mint, MintAlgorithm, MintToken};
@@ -243,16 +248,32 @@ impl Authenticator {
         let claims = match self.introspections.get(&hash, now_ms) {
             Some(cached) => cached,
             None => {
-                let fresh = introspect(p, endpoint, idp.timeout_ms, token)
-                    .await?
-                    .map(Rc::new);
-                // Reused for the TTL, never beyond the token's own exp.
-                let mut until = now_ms.saturating_add(endpoint.cache_ttl_ms);
-                if let Some(exp) = fresh.as_ref().and_then(|c| c.expires) {
-                    until = until.min(u64::try_from(exp).unwrap_or(0).saturating_mul(1000));
+                // Where every request runs in a fresh instance, an earlier instance's result
+                // (kept no longer than it would have been kept here) stands in for the call.
+                let shared =
+                    (!p.reuses_instances()).then(|| SharedIntrospection::new(endpoint, token));
+                let earlier = match &shared {
+                    Some(s) => s.read(p).await,
+                    None => None,
+                };
+                match earlier {
+                    Some(result) => result.map(Rc::new),
+                    None => {
+                        let fresh = introspect(p, endpoint, idp.timeout_ms, token)
+                            .await?
+                            .map(Rc::new);
+                        // Reused for the TTL, never beyond the token's own exp.
+                        let mut until = now_ms.saturating_add(endpoint.cache_ttl_ms);
+                        if let Some(exp) = fresh.as_ref().and_then(|c| c.expires) {
+                            until = until.min(u64::try_from(exp).unwrap_or(0).saturating_mul(1000));
+                        }
+                        self.introspections.insert(hash, fresh.clone(), until);
+                        if let Some(s) = &shared {
+                            s.write(p, fresh.as_deref(), now_ms, until).await;
+                        }
+                        fresh
+                    }
                 }
-                self.introspections.insert(hash, fresh.clone(), until);
-                fresh
             }
         };
         let Some(claims) = claims else {
@@ -354,10 +375,36 @@ impl Authenticator {
                 verify_hmac(parsed.alg, secret, signing_input, &parsed.signature)?
             }
             KeyMaterial::Rsa { n, .. } if parsed.signature.len() != n.len() => false,
-            _ => p
-                .verify_signature(parsed.alg, &key, signing_input, &parsed.signature)
-                .await
-                .map_err(|e| TokenError::new(ErrorCode::InternalError, format!("verify: {e}")))?,
+            _ => {
+                // Where every request runs in a fresh instance, the in-memory cache never
+                // hits: an earlier instance's verification, recorded in the shared cache
+                // under the token's SHA-256 with the key it used, stands in for the check
+                // (the key has just been looked up by the token's kid, so a revoked or
+                // rotated-out key is not found and no attestation for it is read).
+                let attested = match p.reuses_instances() {
+                    true => None,
+                    false => {
+                        let shared = SharedAttestation::new(token, parsed.alg, idp, &key);
+                        let found = shared.read(p).await;
+                        Some((shared, found))
+                    }
+                };
+                match attested {
+                    Some((_, true)) => true,
+                    _ => {
+                        let ok = p
+                            .verify_signature(parsed.alg, &key, signing_input, &parsed.signature)
+                            .await
+                            .map_err(|e| {
+                                TokenError::new(ErrorCode::InternalError, format!("verify: {e}"))
+                            })?;
+                        if let (true, Some((shared, _))) = (ok, attested) {
+                            shared.write(p, parsed.claims.expires, now_s).await;
+                        }
+                        ok
+                    }
+                }
+            }
         };
         if !valid {
             return Err(TokenError::new(
