@@ -208,11 +208,12 @@ impl Authenticator {
         policy: &AuthPolicy,
         token: &str,
     ) -> Result<Principal, TokenError> {
-        // A compact JWS has exactly two dots; anything else is an opaque token.
-        let looks_like_jws = token.bytes().filter(|b| *b == b'.').count() == 2;
+        // A compact JWS has exactly two dots; anything else is an opaque token. (Counted only
+        // where both kinds are accepted: a pass over the token costs ~0.2 µs in wasm.)
+        let looks_like_jws = || token.bytes().filter(|b| *b == b'.').count() == 2;
         match (&policy.jwt, &policy.introspection) {
             (Some(rules), None) => self.verify_jwt(p, config, rules, token).await,
-            (Some(rules), Some(_)) if looks_like_jws => {
+            (Some(rules), Some(_)) if looks_like_jws() => {
                 self.verify_jwt(p, config, rules, token).await
             }
             (_, Some(rules)) => self.verify_opaque(p, config, rules, token).await,
@@ -527,6 +528,20 @@ fn verify_hmac(
     })
 }
 
+/// The bytes of RFC 6750 `b64token`: ALPHA, DIGIT, `-._~+/` and `=`. A table lookup per byte
+/// (a `char` test against a string was ~2.5× dearer in wasm on a 660-byte token).
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        i += 1;
+    }
+    table
+};
+
 /// The bearer token of `Authorization` (RFC 6750 §2.1), `None` when there is no bearer
 /// credential. Errors: several `Authorization` fields, or an empty or non-token68 token.
 fn bearer_token(headers: &HeaderList) -> Result<Option<&str>, TokenError> {
@@ -545,8 +560,7 @@ fn bearer_token(headers: &HeaderList) -> Result<Option<&str>, TokenError> {
         return Ok(None);
     }
     let token = rest.trim();
-    let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-    if token.is_empty() || !token.chars().all(token68) {
+    if token.is_empty() || !token.bytes().all(|b| TOKEN68[usize::from(b)]) {
         return Err(TokenError::new(
             ErrorCode::MalformedToken,
             "bearer token is not token68",
@@ -646,6 +660,19 @@ mod tests {
         assert!(bearer_token(&h(&["Bearer "])).is_err());
         assert!(bearer_token(&h(&["Bearer a b"])).is_err());
         assert!(bearer_token(&h(&["Bearer a", "Bearer b"])).is_err());
+        for (token, ok) in [
+            ("aZ09-._~+/=", true),
+            ("abc==", true),
+            ("a,b", false),
+            ("a\"b", false),
+            ("a%2F", false),
+            ("a:b", false),
+            ("é", false),
+            ("a\u{0}b", false),
+        ] {
+            let list = h(&[&format!("Bearer {token}")]);
+            assert_eq!(bearer_token(&list).is_ok(), ok, "{token:?}");
+        }
     }
 
     #[test]
