@@ -4,8 +4,8 @@
 // the same load:
 //   h  the no-auth route, every request carrying r's `Authorization: Bearer <token>` header
 //   r  the RS256 route, the same token on every request (after the first: a cache hit)
-// so r − h is the auth stage on a cache hit (bearer parse, SHA-256 of the token, cache lookup,
-// claim checks, identity headers, the longer access-log line, …). Rounds alternate h, r / r, h
+// so r − h is the auth stage on a cache hit (bearer parse, keyed hash + comparison of the token,
+// cache lookup, claim checks, identity headers, the longer access-log line, …). Rounds alternate h, r / r, h
 // (drift cancels); the profiles of each target are pooled over its rounds. Prints, per request,
 // the self time by category and the top functions of each target, then DIFF tables (r − h) of
 // self time per function (wasm functions by name from the wasm's name section, JS glue by name,
@@ -324,8 +324,8 @@ const PERF_MARKERS = [
 // whose patterns matches a frame of its stack (or its leaf, for `leaf`), so the buckets add up
 // to the total and so do their r − h differences.
 const PERF_BUCKETS = [
-  { label: "auth: SHA-256 of the token (sha2)", re: /^sha2::/ },
-  { label: "auth: rest of verify_jwt (cache lookup, key trust, alg, claims)", re: /Authenticator::verify_jwt/ },
+  { label: "auth: SHA-256 (sha2; none on a cache hit since 8ac00f0)", re: /^sha2::/ },
+  { label: "auth: rest of verify_jwt (SipHash, token compare, key trust, alg, claims)", re: /Authenticator::verify_jwt/ },
   { label: "request header edits → JSON → applyHeaderEdits (Headers.set/delete)", re: /edgegate_worker::convert::apply_edits/ },
   { label: "upstream fetch() call (new Request, headers → kj request)", re: /^workerd::api::fetchImpl|^workerd::api::Request::constructor|ServiceWorkerGlobalScope::fetch/ },
   { label: "console.log (access-log line)", re: /__wbg_log_|formatLog|handleLog/ },

@@ -1,13 +1,16 @@
 //! OAuth 2.0 token introspection (RFC 7662) for opaque bearer tokens, with a bounded cache of
-//! results (active and inactive) by the SHA-256 of the token.
+//! results (active and inactive) by the SHA-256 of the token, and, where instances are not
+//! reused (Spin), a second tier in the platform's shared cache ([`SharedIntrospection`]).
 
+use super::cache::hex_key;
 use super::policy::IntrospectionEndpoint;
 use super::token::{claims_from_map, TokenClaims, TokenError};
 use crate::bounded::BoundedMap;
-use crate::platform::{Http, HttpRequest, Secrets};
+use crate::platform::{Http, HttpRequest, Secrets, SharedCache};
 use crate::problem::ErrorCode;
 use base64ct::{Base64, Encoding};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::rc::Rc;
 
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -102,6 +105,15 @@ pub async fn introspect<P: Http + Secrets>(
     }
     let doc: Map<String, Value> = serde_json::from_slice(&resp.body)
         .map_err(|e| unavailable(format!("introspection response: {e}")))?;
+    result_from_doc(doc)
+}
+
+/// The result an introspection response document stands for (also a shared-cache record,
+/// which is the response document itself).
+///
+/// Errors: `idp_unavailable` without a boolean `active`; `malformed_token` for an active
+/// response whose members have the wrong types.
+fn result_from_doc(doc: Map<String, Value>) -> Result<Option<TokenClaims>, TokenError> {
     match doc.get("active") {
         Some(Value::Bool(false)) => Ok(None),
         Some(Value::Bool(true)) => {
@@ -109,9 +121,62 @@ pub async fn introspect<P: Http + Secrets>(
             let (exp, nbf, iat) = (int("exp"), int("nbf"), int("iat"));
             claims_from_map(doc, exp, nbf, iat).map(Some)
         }
-        _ => Err(unavailable(
-            "introspection response has no boolean `active`".into(),
+        _ => Err(TokenError::new(
+            ErrorCode::IdpUnavailable,
+            "introspection response has no boolean `active`",
         )),
+    }
+}
+
+/// An introspection result in the platform's shared cache, for hosts that run every request
+/// in a fresh instance (Spin): under `introspection:v1:` and the hex SHA-256 of the endpoint
+/// URL and the token (a result holds only for the endpoint that gave it), the response
+/// document (`{"active":false}` for an inactive token), until the same time the in-memory
+/// cache keeps it.
+pub struct SharedIntrospection {
+    key: String,
+}
+
+impl SharedIntrospection {
+    /// The record's key for `token` at `endpoint`. Never fails.
+    pub fn new(endpoint: &IntrospectionEndpoint, token: &str) -> SharedIntrospection {
+        let mut h = Sha256::new();
+        h.update(endpoint.url.as_bytes());
+        h.update([0u8]);
+        h.update(token.as_bytes());
+        SharedIntrospection {
+            key: hex_key("introspection:v1:", &h.finalize()),
+        }
+    }
+
+    /// The cached result: `Some(Some(claims))` active, `Some(None)` inactive, `None` when
+    /// there is none, it cannot be read, or it does not parse (the caller introspects).
+    pub async fn read<P: SharedCache>(&self, p: &P) -> Option<Option<TokenClaims>> {
+        let bytes = p.shared_get(&self.key).await.ok()??;
+        let doc: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+        result_from_doc(doc).ok()
+    }
+
+    /// Stores `result` until `until_ms` (whole seconds from `now_ms`, so never longer); nothing
+    /// when less than a second is left. A write error is ignored.
+    pub async fn write<P: SharedCache>(
+        &self,
+        p: &P,
+        result: Option<&TokenClaims>,
+        now_ms: u64,
+        until_ms: u64,
+    ) {
+        let ttl_s = until_ms.saturating_sub(now_ms) / 1000;
+        if ttl_s == 0 {
+            return;
+        }
+        let doc = match result {
+            Some(claims) => Value::Object(claims.all.clone()),
+            None => serde_json::json!({ "active": false }),
+        };
+        let _ = p
+            .shared_put(&self.key, doc.to_string().as_bytes(), ttl_s)
+            .await;
     }
 }
 
