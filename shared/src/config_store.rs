@@ -5,10 +5,17 @@
 //! Keys: [`POINTER_KEY`] holds the id of the active version; the version's document is at
 //! [`version_key`]`(id)`. Switching config is one write of the pointer; rollback is moving it
 //! back.
+//!
+//! Where every request runs in a fresh instance ([`Instances::reuses_instances`] false: Spin)
+//! nothing stays in memory between requests, so the store keeps its "last good" state in one
+//! more key, [`SERVING_KEY`] (see [`ServingMarker`]): the version it last activated and the
+//! version it last rejected. A request reads it right after the pointer (one extra read) and
+//! writes it only when the version changes or a new version is rejected. Where instances are
+//! reused (Workers) the marker is never read nor written.
 
 use crate::access_log::event_line;
 use crate::config::{compile_for, Capabilities, CompiledConfig, ConfigErrors};
-use crate::platform::{ClientCertificates, Clock, Kv, Log};
+use crate::platform::{ClientCertificates, Clock, Instances, Kv, Log};
 use serde_json::json;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -30,6 +37,60 @@ pub const POINTER_KEY: &str = "config:active";
 /// The key of a config version's document.
 pub fn version_key(id: &str) -> String {
     format!("config:version:{id}")
+}
+
+/// The key of the fresh-instance marker ([`ServingMarker`], JSON): written and read only where
+/// instances are not reused.
+pub const SERVING_KEY: &str = "config:serving";
+
+/// What the fresh instances of a host that does not reuse instances remember between
+/// requests, stored as JSON under [`SERVING_KEY`]: the version last activated (the "last good"
+/// version a bad pointer falls back to, and the `previous` of the next `config_activated`) and
+/// the version last rejected (so `config_rejected` is logged once per rejected version, not
+/// once per request). Concurrent requests that see the same change write the same value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServingMarker {
+    /// The version last activated; `None` before the first.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The version the pointer named when it was last rejected (did not compile); cleared by
+    /// the next activation.
+    #[serde(default)]
+    pub rejected: Option<String>,
+}
+
+impl ServingMarker {
+    /// Reads the marker. An absent key, an unreadable store or a value that is not a marker
+    /// all read as the empty marker (the request then behaves as a first activation: it may
+    /// log `config_activated` with `previous: null` once more, and has no version to fall
+    /// back to); a store error is logged as `config_store_error`.
+    pub async fn read<P: Kv + Clock + Log>(p: &P) -> ServingMarker {
+        match p.get_text(SERVING_KEY).await {
+            Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_default(),
+            Ok(None) => ServingMarker::default(),
+            Err(e) => {
+                p.log_line(&event_line(
+                    "config_store_error",
+                    p.now_ms(),
+                    json!({"key": SERVING_KEY, "error": e.0}),
+                ));
+                ServingMarker::default()
+            }
+        }
+    }
+
+    /// Writes the marker. A failed write is logged (`config_store_error`) and otherwise
+    /// ignored: the request is served all the same, and the next one writes again.
+    async fn write<P: Kv + Clock + Log>(&self, p: &P) {
+        let text = json!({"version": self.version, "rejected": self.rejected}).to_string();
+        if let Err(e) = p.put_text(SERVING_KEY, &text).await {
+            p.log_line(&event_line(
+                "config_store_error",
+                p.now_ms(),
+                json!({"key": SERVING_KEY, "error": e.0}),
+            ));
+        }
+    }
 }
 
 /// What a refresh found.
@@ -110,8 +171,10 @@ impl ConfigStore {
     /// valid config has ever been loaded (the caller answers 503 `no_config`).
     ///
     /// While a config is active, one request per interval does the refresh and the others
-    /// keep using the active one without waiting.
-    pub async fn current<P: Kv + Clock + Log + ClientCertificates>(
+    /// keep using the active one without waiting. Where instances are not reused
+    /// ([`Instances::reuses_instances`] false) the refresh reads the marker too, and falls
+    /// back to its last good version (see [`ServingMarker`]).
+    pub async fn current<P: Kv + Clock + Log + ClientCertificates + Instances>(
         &self,
         p: &P,
     ) -> Option<Rc<CompiledConfig>> {
@@ -139,17 +202,25 @@ impl ConfigStore {
     }
 
     /// Reads the pointer now and activates the version it names if that compiles. Logs an
-    /// event for every change and every rejection (once per rejected version).
-    pub async fn refresh<P: Kv + Clock + Log + ClientCertificates>(&self, p: &P) -> RefreshOutcome {
+    /// event for every change and every rejection (once per rejected version). Where
+    /// instances are not reused, "change" and "once" are judged against [`SERVING_KEY`]
+    /// (see [`ServingMarker`]), which this then updates.
+    pub async fn refresh<P: Kv + Clock + Log + ClientCertificates + Instances>(
+        &self,
+        p: &P,
+    ) -> RefreshOutcome {
         let outcome = self.refresh_inner(p).await;
         self.state.borrow_mut().checked_at = Some(p.now_ms());
         outcome
     }
 
-    async fn refresh_inner<P: Kv + Clock + Log + ClientCertificates>(
+    async fn refresh_inner<P: Kv + Clock + Log + ClientCertificates + Instances>(
         &self,
         p: &P,
     ) -> RefreshOutcome {
+        if !p.reuses_instances() {
+            return self.refresh_fresh(p).await;
+        }
         let pointer = match p.get_text(POINTER_KEY).await {
             Ok(Some(v)) => v.trim().to_string(),
             Ok(None) => return RefreshOutcome::NoPointer,
@@ -220,6 +291,149 @@ impl ConfigStore {
                 })));
                 self.state.borrow_mut().rejected = Some(pointer.clone());
                 RefreshOutcome::Rejected(pointer, n)
+            }
+        }
+    }
+
+    /// [`Self::refresh`] where instances are not reused: the same outcomes and events, with
+    /// the "last good" state read from and written to [`SERVING_KEY`] instead of memory.
+    ///
+    /// Reads the pointer and the marker; when the pointer names the marker's version, compiles
+    /// it without logging. A new version that compiles is activated, logged as
+    /// `config_activated` (`previous`: the marker's version) and recorded in the marker. A
+    /// version that does not compile is logged as `config_rejected` once (the marker records
+    /// it, and later requests do not read it again) and a missing one as
+    /// `config_version_missing` (every request, as it is read again until it appears); both
+    /// then serve the marker's version, compiled quietly (if that fails too, nothing is active
+    /// and the caller answers 503 `no_config`).
+    async fn refresh_fresh<P: Kv + Clock + Log + ClientCertificates>(
+        &self,
+        p: &P,
+    ) -> RefreshOutcome {
+        let pointer = match p.get_text(POINTER_KEY).await {
+            Ok(Some(v)) => v.trim().to_string(),
+            Ok(None) => return RefreshOutcome::NoPointer,
+            Err(e) => {
+                p.log_line(&event_line(
+                    "config_store_error",
+                    p.now_ms(),
+                    json!({"key": POINTER_KEY, "error": e.0}),
+                ));
+                return RefreshOutcome::StoreError(e.0);
+            }
+        };
+        if self.active_version().as_deref() == Some(pointer.as_str()) {
+            return RefreshOutcome::Unchanged(pointer);
+        }
+        let marker = ServingMarker::read(p).await;
+        if marker.rejected.as_deref() == Some(pointer.as_str()) {
+            self.serve_marker(p, &marker).await;
+            return RefreshOutcome::Rejected(pointer, 0);
+        }
+        let key = version_key(&pointer);
+        let text = match p.get_text(&key).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                self.serve_marker(p, &marker).await;
+                p.log_line(&event_line(
+                    "config_version_missing",
+                    p.now_ms(),
+                    json!({"version": pointer, "key": key, "serving": self.active_version()}),
+                ));
+                return RefreshOutcome::Missing(pointer);
+            }
+            Err(e) => {
+                p.log_line(&event_line(
+                    "config_store_error",
+                    p.now_ms(),
+                    json!({"key": key, "error": e.0}),
+                ));
+                self.serve_marker(p, &marker).await;
+                return RefreshOutcome::StoreError(e.0);
+            }
+        };
+        if self.active_version().as_deref() == Some(pointer.as_str()) {
+            return RefreshOutcome::Unchanged(pointer);
+        }
+        match self.compile(p, &text, &pointer) {
+            Ok(cfg) => {
+                let in_memory = {
+                    let mut s = self.state.borrow_mut();
+                    s.rejected = None;
+                    s.active
+                        .replace(Rc::new(cfg))
+                        .map(|a| a.version().to_string())
+                };
+                if marker.version.as_deref() == Some(pointer.as_str()) {
+                    // The steady state: no log, no write. (A rejection the marker records
+                    // stays recorded, as in memory where instances are reused.)
+                    return RefreshOutcome::Unchanged(pointer);
+                }
+                let previous = marker.version.or(in_memory);
+                p.log_line(&event_line(
+                    "config_activated",
+                    p.now_ms(),
+                    json!({"version": pointer, "previous": previous}),
+                ));
+                ServingMarker {
+                    version: Some(pointer.clone()),
+                    rejected: None,
+                }
+                .write(p)
+                .await;
+                RefreshOutcome::Activated(pointer)
+            }
+            Err(errors) => {
+                self.serve_marker(p, &marker).await;
+                let n = errors.0.len();
+                let shown: Vec<_> = errors.0.iter().take(50).collect();
+                p.log_line(&event_line("config_rejected", p.now_ms(), json!({
+                    "version": pointer, "error_count": n, "errors": shown, "serving": self.active_version(),
+                })));
+                self.state.borrow_mut().rejected = Some(pointer.clone());
+                ServingMarker {
+                    version: marker.version,
+                    rejected: Some(pointer.clone()),
+                }
+                .write(p)
+                .await;
+                RefreshOutcome::Rejected(pointer, n)
+            }
+        }
+    }
+
+    /// Where instances are not reused: makes the marker's version (the last good one) active,
+    /// unless a version is active already, without logging an activation. Nothing becomes
+    /// active when the marker names none or its version cannot be read or compiled (a store
+    /// error is logged as `config_store_error`).
+    async fn serve_marker<P: Kv + Clock + Log + ClientCertificates>(
+        &self,
+        p: &P,
+        marker: &ServingMarker,
+    ) {
+        let Some(version) = marker.version.as_deref() else {
+            return;
+        };
+        if self.state.borrow().active.is_some() {
+            return;
+        }
+        let key = version_key(version);
+        let text = match p.get_text(&key).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                p.log_line(&event_line(
+                    "config_store_error",
+                    p.now_ms(),
+                    json!({"key": key, "error": e.0}),
+                ));
+                return;
+            }
+        };
+        if let Ok(cfg) = self.compile(p, &text, version) {
+            let mut s = self.state.borrow_mut();
+            if s.active.is_none() {
+                s.active = Some(Rc::new(cfg));
             }
         }
     }

@@ -24,15 +24,6 @@ export const WASI_HIDES_CONNECTION =
 export const IPV4_CLIENTS_ONLY =
   "spin: the client address is the socket's peer, and the test host listens on 127.0.0.1 only (no IPv6 client)";
 
-// (todo) Config in key-value without a last good version:
-export const NO_LAST_GOOD_CONFIG =
-  "spin: a fresh instance per request has no last good config: a pointer to an invalid, missing or non-JSON " +
-  "version answers 503 no_config instead of serving the previous version (the core needs a last-good marker in key-value)";
-
-export const ACTIVATION_EVERY_REQUEST =
-  "spin: config_activated is logged on every request with previous: null (a fresh instance per request; " +
-  "the core should log it only when the version differs from a key-value marker)";
-
 export const NO_CONTROL_OBJECT =
   "spin: there is no Control Durable Object to write into directly (the overrides are one Redis or key-value " +
   "value); every request is a fresh instance that reads them, which the IP-block test covers";
@@ -82,10 +73,6 @@ export const NO_CEDAR =
 // (skip) request.cf:
 export const NO_CLIENT_GEO =
   "spin: no request.cf — the client's country (ClientGeo) is a Cloudflare edge fact Spin does not have";
-
-export const NO_LAST_GOOD_SNAPSHOT =
-  "spin: a fresh instance per request has no last good Registry snapshot: a corrupted snapshot under the manifest " +
-  "leaves nothing to serve (snapshot_rejected with serving null) instead of keeping the previous one";
 
 // (skip) Client certificates:
 export const NO_CLIENT_CERTIFICATES =

@@ -4,7 +4,7 @@
 
 use super::{activate, rollback, sync, Activation, RegistryError, Source, SyncOutcome};
 use crate::pipeline::Gateway;
-use crate::platform::{ClientCertificates, Clock, Crypto, Http, Kv, Log};
+use crate::platform::{ClientCertificates, Clock, Crypto, Http, Instances, Kv, Log};
 
 impl Gateway {
     /// Runs the Registry sync with this gateway's settings (`force`: the admin API's "sync
@@ -15,7 +15,7 @@ impl Gateway {
     /// variables are invalid (recorded in the sync status); any [`sync`] error.
     pub async fn sync_registry<P>(&self, p: &P, force: bool) -> Result<SyncOutcome, RegistryError>
     where
-        P: Kv + Http + Crypto + Clock + Log + ClientCertificates,
+        P: Kv + Http + Crypto + Clock + Log + ClientCertificates + Instances,
     {
         let settings = match self.registry_settings() {
             Ok(Some(s)) => s,
@@ -42,7 +42,7 @@ impl Gateway {
     /// Errors: those of [`activate`].
     pub async fn activate_version<P>(&self, p: &P, id: &str) -> Result<Activation, RegistryError>
     where
-        P: Kv + Clock + Log + ClientCertificates,
+        P: Kv + Clock + Log + ClientCertificates + Instances,
     {
         let a = activate(p, self.config_store(), id, Source::Activate).await?;
         self.serve_pointer(p).await;
@@ -55,7 +55,7 @@ impl Gateway {
     /// Errors: those of [`rollback`].
     pub async fn rollback_version<P>(&self, p: &P) -> Result<Activation, RegistryError>
     where
-        P: Kv + Clock + Log + ClientCertificates,
+        P: Kv + Clock + Log + ClientCertificates + Instances,
     {
         let a = rollback(p, self.config_store()).await?;
         self.serve_pointer(p).await;
@@ -63,7 +63,7 @@ impl Gateway {
     }
 
     /// Re-reads the pointer now and loads the snapshot the active config names.
-    async fn serve_pointer<P: Kv + Clock + Log + ClientCertificates>(&self, p: &P) {
+    async fn serve_pointer<P: Kv + Clock + Log + ClientCertificates + Instances>(&self, p: &P) {
         self.config_store().refresh(p).await;
         let manifest = self
             .config_store()

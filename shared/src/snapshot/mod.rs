@@ -29,4 +29,6 @@ pub use model::{
     CredentialKind, Plan, SnapshotDoc, Subscription, SubscriptionFlags, SubscriptionStatus,
 };
 pub use shard::{join, read_shards, shard, ShardManifest, ShardReadError, KV_VALUE_LIMIT};
-pub use store::{SnapshotRefresh, SnapshotStore, MANIFEST_KEY, SHARD_PREFIX};
+pub use store::{
+    SnapshotMarker, SnapshotRefresh, SnapshotStore, MANIFEST_KEY, SERVING_KEY, SHARD_PREFIX,
+};
