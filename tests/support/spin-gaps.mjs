@@ -15,7 +15,9 @@ export const GET_FAILOVER =
 // --- skip: permanent platform differences ------------------------------------------------
 
 export const NO_CRON =
-  "spin: no cron — Spin's HTTP trigger has no scheduled() handler (the Registry sync runs through the admin API there)";
+  "spin: the cron's config refresh has no counterpart to test: every Spin request is a fresh instance that reads " +
+  "the config pointer itself, and the lazy tick (the cron's stand-in, fired by gw.scheduled()) is idle when there " +
+  "is neither a Registry nor an identity provider to serve";
 
 export const WASI_HIDES_CONNECTION =
   "spin: wasi:http (wasmtime-wasi-http, in Spin as in the test host) removes the Connection header before the " +
