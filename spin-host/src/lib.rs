@@ -16,6 +16,7 @@ pub mod config;
 pub mod kv;
 pub mod outbound;
 pub mod resp;
+pub mod send;
 pub mod server;
 pub mod state;
 pub mod variables;
