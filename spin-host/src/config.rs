@@ -4,6 +4,7 @@
 //! edgegate-spin-host --component app.wasm [--listen 127.0.0.1:0] [--admin-listen 127.0.0.1:0]
 //!     [--kv-store NAME]... [--kv-dir DIR] [--kv-put STORE:KEY=VALUE]... [--kv-put-file STORE:KEY=PATH]...
 //!     [--variable NAME=VALUE]... [--allowed-outbound-hosts URL]... [--redis redis://127.0.0.1:6379]
+//!     [--compile-cache DIR|off]
 //! ```
 //!
 //! Every flag may also be written `--flag=value`. Repeatable flags add up; a comma-separated
@@ -36,13 +37,15 @@ pub struct HostConfig {
     /// The Redis address a test points the component at; it is also allowed as an outbound
     /// host, as `spin up` requires `redis://…` in `allowed_outbound_hosts`.
     pub redis: Option<String>,
+    /// Where the compiled component is cached ([`crate::compile`]); None: not cached.
+    pub compile_cache: Option<PathBuf>,
 }
 
 /// The usage text printed for `--help` and after a command-line error.
 pub const USAGE: &str = "usage: edgegate-spin-host --component FILE.wasm [--listen ADDR] \
 [--admin-listen ADDR] [--kv-store NAME]... [--kv-dir DIR] [--kv-put STORE:KEY=VALUE]... \
 [--kv-put-file STORE:KEY=PATH]... [--variable NAME=VALUE]... [--allowed-outbound-hosts URL]... \
-[--redis redis://HOST:PORT]";
+[--redis redis://HOST:PORT] [--compile-cache DIR|off]";
 
 impl HostConfig {
     /// Parses the arguments after the program name.
@@ -60,6 +63,7 @@ impl HostConfig {
         let mut variables = BTreeMap::new();
         let mut allowed = Vec::new();
         let mut redis = None;
+        let mut compile_cache = crate::compile::default_cache_dir();
 
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -105,6 +109,10 @@ impl HostConfig {
                     allowed.extend(split_list(&value()?))
                 }
                 "--redis" => redis = Some(value()?),
+                "--compile-cache" => {
+                    let v = value()?;
+                    compile_cache = (v != "off").then(|| PathBuf::from(v));
+                }
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
             }
         }
@@ -127,6 +135,7 @@ impl HostConfig {
             variables,
             allowed_outbound_hosts,
             redis,
+            compile_cache,
         })
     }
 }

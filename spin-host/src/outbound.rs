@@ -9,6 +9,7 @@
 //!   port (http 80, https 443, redis 6379); a `*` scheme needs an explicit port.
 //!
 //! A denied HTTP request fails with `error-code.HTTP-request-denied`, the error Spin gives.
+//! An allowed one is sent by [`crate::send`] (http; https only with the `https` feature).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -204,8 +205,23 @@ impl WasiHttpHooks for OutboundHooks {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        let default: &mut dyn WasiHttpHooks = Default::default();
-        default.send_request(request, options, fut)
+        match scheme.as_str() {
+            "http" => Box::new(crate::send::send_http(request, options)),
+            #[cfg(feature = "https")]
+            "https" => {
+                let default: &mut dyn WasiHttpHooks = Default::default();
+                default.send_request(request, options, fut)
+            }
+            _ => {
+                let _ = fut;
+                let why = format!(
+                    "outbound {scheme}:// is not supported by this build of edgegate-spin-host \
+                     (http only; build it with --features https for https)"
+                );
+                eprintln!("[edgegate-spin-host] {why}");
+                Box::new(async move { Err(wasmtime_wasi_http::Error::InternalError(Some(why))) })
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use hyper::server::conn::http1;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::error::Context as _;
 use wasmtime::Result;
 use wasmtime::{Config, Engine, Store};
@@ -37,8 +37,9 @@ impl Host {
         let mut wasm_config = Config::new();
         wasm_config.wasm_component_model(true);
         let engine = Engine::new(&wasm_config)?;
-        let component = Component::from_file(&engine, &config.component)
-            .with_context(|| format!("compiling {}", config.component.display()))?;
+        let component =
+            crate::compile::load(&engine, &config.component, config.compile_cache.as_deref())
+                .with_context(|| format!("compiling {}", config.component.display()))?;
 
         let mut linker = Linker::<RequestState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

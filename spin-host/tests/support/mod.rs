@@ -11,39 +11,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// The target dir (under the host's) both components are built into: the probe shares the
+/// edgegate component's dependencies (spin-sdk, wit-bindgen and its proc-macros, same
+/// versions and the same release profile), so the second of the two builds reuses them.
+/// `scripts/ensure-spin-host.sh` and `spin/bench/` use the same place.
+const COMPONENTS: &str = "edgegate-spin";
+
 /// The probe component (tests/fixtures/probe), built once per test binary for
-/// wasm32-wasip2 into `<target>/probe`, or taken from `SPIN_PROBE_WASM`.
+/// wasm32-wasip2 into `<target>/edgegate-spin`, or taken from `SPIN_PROBE_WASM`.
 pub fn probe_wasm() -> PathBuf {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        build_component(
-            "SPIN_PROBE_WASM",
-            "tests/fixtures/probe",
-            "probe",
-            "spin_probe",
-        )
-    })
-    .clone()
+    WASM.get_or_init(|| build_component("SPIN_PROBE_WASM", "tests/fixtures/probe", "spin_probe"))
+        .clone()
 }
 
 /// The edgegate Spin component (../spin), built once per test binary for wasm32-wasip2 into
 /// `<target>/edgegate-spin`, or taken from `EDGEGATE_SPIN_WASM`.
 pub fn gateway_wasm() -> PathBuf {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        build_component(
-            "EDGEGATE_SPIN_WASM",
-            "../spin",
-            "edgegate-spin",
-            "edgegate_spin",
-        )
-    })
-    .clone()
+    WASM.get_or_init(|| build_component("EDGEGATE_SPIN_WASM", "../spin", "edgegate_spin"))
+        .clone()
 }
 
 /// Builds the crate at `dir` (relative to this crate) for wasm32-wasip2 in release, into
-/// `<target>/<target_name>`, unless `env` names a prebuilt component.
-fn build_component(env: &str, dir: &str, target_name: &str, wasm_name: &str) -> PathBuf {
+/// `<target>/edgegate-spin`, unless `env` names a prebuilt component.
+fn build_component(env: &str, dir: &str, wasm_name: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
@@ -52,7 +44,7 @@ fn build_component(env: &str, dir: &str, target_name: &str, wasm_name: &str) -> 
         .join("Cargo.toml");
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("..")
-        .join(target_name);
+        .join(COMPONENTS);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args([
