@@ -15,7 +15,12 @@
 #   the host's test binaries afterwards (cargo test --release --no-run): 1.4 min CPU.
 # When nothing changed since the last complete run: no cargo call, under a second.
 #
-# Prints the host binary's path on the last line of stdout.
+# Prints the host binary's path on the last line of stdout. Exit status 3 (and a line starting
+# with SKIPPED on stderr): the host cannot be built on this machine (a Rust older than
+# wasmtime 48's 1.95); callers skip the Spin tests and say so.
+#
+# SPIN_HOST_PROFILE: the host's cargo profile, `release` (default, for benchmarks) or
+# `test-host` (no optimization: about half the CPU; what scripts/test.sh builds).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,6 +28,14 @@ export PATH="$HOME/.cargo/bin:$PATH"
 say() { printf '[ensure-spin-host] %s\n' "$*" >&2; }
 
 target="${SPIN_HOST_TARGET_DIR:-$root/target/spin-host}"
+profile="${SPIN_HOST_PROFILE:-release}"
+
+# wasmtime 48 declares rust-version 1.95 (spin-host/Cargo.toml).
+rustc_minor="$(rustc -V | sed -E 's/^rustc 1\.([0-9]+).*/\1/')"
+if ! [ "$rustc_minor" -ge 95 ] 2>/dev/null; then
+  printf 'SKIPPED: the Spin test host needs Rust >= 1.95 (wasmtime 48); this is %s\n' "$(rustc -V)" >&2
+  exit 3
+fi
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   say "adding rust target wasm32-wasip2"
@@ -45,11 +58,11 @@ fi
 # Fast path: nothing under the three crates' sources changed since the last complete run with
 # this toolchain, and all three artifacts are there: no cargo at all (well under a second).
 components="$target/edgegate-spin"
-host_bin="$target/release/edgegate-spin-host"
+host_bin="$target/$profile/edgegate-spin-host"
 artifacts=("$host_bin" "$components/wasm32-wasip2/release/edgegate_spin.wasm"
   "$components/wasm32-wasip2/release/spin_probe.wasm")
 stamp="$target/.ensure-spin-host.stamp"
-toolchain="$(rustc -V) $(cargo -V)"
+toolchain="$(rustc -V) $(cargo -V) $profile"
 inputs=(spin-host spin shared)
 fresh=1
 for a in "${artifacts[@]}"; do [ -f "$a" ] || fresh=0; done
@@ -66,8 +79,8 @@ mkdir -p "$target"
 printf '%s\n' "$toolchain" > "$stamp.new"
 # The components build without RUSTFLAGS, exactly as the tests build them
 # (spin-host/tests/support/mod.rs), so neither invalidates the other's fingerprints.
-say "building the host (release) into $target"
-CARGO_TARGET_DIR="$target" nice -n 15 cargo build --release --locked \
+say "building the host (profile $profile) into $target"
+CARGO_TARGET_DIR="$target" nice -n 15 cargo build --profile "$profile" --locked \
   --manifest-path spin-host/Cargo.toml >&2
 say "building the edgegate Spin component (wasm32-wasip2) into $components"
 env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS CARGO_TARGET_DIR="$components" nice -n 15 \
