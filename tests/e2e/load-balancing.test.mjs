@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startGateway, onSpin } from "../support/gateway.mjs";
-import { RR_POSITION, GET_FAILOVER } from "../support/spin-gaps.mjs";
+import { RR_POSITION } from "../support/spin-gaps.mjs";
 import { startBackend, closeAll, closedPort } from "../support/backends.mjs";
 import { assertProblem } from "../support/assertions.mjs";
 import { deterministicData } from "../support/util.mjs";
@@ -98,7 +98,7 @@ test("weights 3:1 over 40 requests → exactly 30/10, spread evenly (smooth)", {
   assert.equal(d.records.length, 10);
 });
 
-test("failover: GET to [closed port, live] → 200 from the live one, access log attempts 2", { todo: onSpin && GET_FAILOVER }, async () => {
+test("failover: GET to [closed port, live] → 200 from the live one, access log attempts 2", async () => {
   const { res, log } = await gw.requestLogged({ path: "/lb/fo-get?x=1" });
   assert.equal(res.status, 200, res.text);
   assert.equal(res.json().backend, "live");
@@ -190,14 +190,14 @@ test("a chunked PUT body (no Content-Length) streams once: no failover → 502",
   assert.equal(log.attempts, 1);
 });
 
-test("failover tries each other instance once: [closed, closed, live] → attempts 3", { todo: onSpin && GET_FAILOVER }, async () => {
+test("failover tries each other instance once: [closed, closed, live] → attempts 3", async () => {
   const { res, log } = await gw.requestLogged({ path: "/lb/fo-three" });
   assert.equal(res.status, 200, res.text);
   assert.equal(res.json().backend, "live");
   assert.equal(log.attempts, 3);
 });
 
-test("every instance down → 502 after trying each once; the log names every address, the client none", { todo: onSpin && GET_FAILOVER }, async () => {
+test("every instance down → 502 after trying each once; the log names every address, the client none", async () => {
   const { res, log } = await gw.requestLogged({ path: "/lb/fo-all-dead" });
   assertProblem(res, { status: 502, code: "upstream_unreachable" });
   assert.equal(log.attempts, 2);

@@ -8,10 +8,6 @@
 export const RR_POSITION =
   "spin: round robin starts at the first instance on every request (a fresh instance per request keeps no position)";
 
-export const GET_FAILOVER =
-  "spin: a request without Content-Length (GET) is never failed over: the adapter hands every body over as a stream " +
-  "(wasi:http hides Transfer-Encoding, so 'no body' and a chunked body look alike) and the core cannot replay a stream";
-
 // --- skip: permanent platform differences ------------------------------------------------
 
 export const NO_CRON =
