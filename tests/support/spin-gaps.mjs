@@ -69,10 +69,6 @@ export const REGISTRY_NO_SCHEDULE =
   "spin: the Registry sync runs only when the admin API's POST <prefix>/sync asks (no cron on Spin's HTTP trigger; " +
   "a lazy tick on requests is being added): these scenarios drive it through gw.scheduled(), which Spin lacks";
 
-export const HTTP_BUFFERS_WHOLE_BODY =
-  "spin: the adapter's Http::fetch_buffered (spin_sdk::http::send into a buffered Response) reads the whole answer " +
-  "before the size cap is checked: a 256 MB chunked Registry answer is read to its end (and held in wasm memory)";
-
 // (todo) ABAC:
 export const NO_CEDAR =
   "spin: the component is built without the core's `cedar` feature, so an ABAC config is refused " +
