@@ -3,8 +3,7 @@
 // used once, so its first pick is the pool's first instance (the closed port).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startGateway, onSpin } from "../support/gateway.mjs";
-import { RR_POSITION } from "../support/spin-gaps.mjs";
+import { startGateway } from "../support/gateway.mjs";
 import { startBackend, closeAll, closedPort } from "../support/backends.mjs";
 import { assertProblem } from "../support/assertions.mjs";
 import { deterministicData } from "../support/util.mjs";
@@ -74,7 +73,7 @@ async function backendOf(path) {
   return res.json().backend;
 }
 
-test("round-robin over 2 instances with weights 1:1 alternates", { todo: onSpin && RR_POSITION }, async () => {
+test("round-robin over 2 instances with weights 1:1 alternates", async () => {
   const picks = [];
   for (let i = 0; i < 10; i++) picks.push(await backendOf("/lb/rr11"));
   for (let i = 1; i < picks.length; i++) {
@@ -84,7 +83,7 @@ test("round-robin over 2 instances with weights 1:1 alternates", { todo: onSpin 
   assert.equal(picks.filter((p) => p === "a").length, 5);
 });
 
-test("weights 3:1 over 40 requests → exactly 30/10, spread evenly (smooth)", { todo: onSpin && RR_POSITION }, async () => {
+test("weights 3:1 over 40 requests → exactly 30/10, spread evenly (smooth)", async () => {
   const picks = [];
   for (let i = 0; i < 40; i++) picks.push(await backendOf("/lb/rr31"));
   const count = (n) => picks.filter((p) => p === n).length;

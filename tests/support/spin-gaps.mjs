@@ -3,11 +3,6 @@
 // expressed there) or a `{ todo: onSpin && X }` (a missing feature or a bug of the Spin build
 // or the core: the test still runs and reports, and starts passing once it is fixed).
 
-// --- todo: missing on Spin, to be fixed -------------------------------------------------
-
-export const RR_POSITION =
-  "spin: round robin starts at the first instance on every request (a fresh instance per request keeps no position)";
-
 // --- skip: permanent platform differences ------------------------------------------------
 
 export const NO_CRON =
@@ -50,11 +45,6 @@ export const JWKS_FAILURES_NOT_THROTTLED =
 export const JWKS_SINGLE_FLIGHT =
   JWKS_NO_REFETCH +
   "; and single-flight across concurrently running instances would need a shared lock (key-value has no compare-and-set)";
-
-// (todo) Approximate rate limits (shared/src/ratelimit Limiter leases):
-export const APPROX_LEASES =
-  "spin: approximate rate limits lease `lease` units per request and the unused ones die with the instance " +
-  "(no refund): a limit admits about limit / lease requests";
 
 // (skip / diagnostic) Counter objects:
 export const NO_COUNTER_OBJECT =
