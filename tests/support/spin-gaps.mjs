@@ -53,6 +53,10 @@ export const NO_COUNTER_OBJECT =
 export const NO_STAND_IN_COUNTERS =
   "spin: no stand-in counter class (a second Worker's Durable Object); the Spin equivalent, an unreachable Redis, " +
   "runs in the test beside it";
+export const KV_COUNTERS_WITHOUT_REDIS =
+  "spin: there is no 'no counter store' case: without redis_address the counters live in key-value " +
+  "(approximate under concurrency, spin/README.md), so requests are counted, not failed; the unreachable " +
+  "Redis case tests on_error there";
 
 // (todo) The Registry sync on Spin:
 export const REGISTRY_NO_SCHEDULE =
