@@ -63,11 +63,6 @@ export const REGISTRY_NO_SCHEDULE =
   "spin: the Registry sync runs only when the admin API's POST <prefix>/sync asks (no cron on Spin's HTTP trigger; " +
   "a lazy tick on requests is being added): these scenarios drive it through gw.scheduled(), which Spin lacks";
 
-// (todo) ABAC:
-export const NO_CEDAR =
-  "spin: the component is built without the core's `cedar` feature, so an ABAC config is refused " +
-  "(config_rejected: 'this build has no Cedar support'); the Spin-only test asserts that refusal";
-
 // (skip) request.cf:
 export const NO_CLIENT_GEO =
   "spin: no request.cf — the client's country (ClientGeo) is a Cloudflare edge fact Spin does not have";
