@@ -4,8 +4,15 @@
 
 use futures::stream::{Stream, StreamExt as _};
 use futures::SinkExt as _;
-use spin_sdk::http::IncomingResponse;
+use spin_executor::CancelOnDropToken;
+use spin_sdk::http::{IncomingRequest, IncomingResponse};
+use spin_sdk::wit::wasi::http0_2_0::types::IncomingBody;
 use std::pin::Pin;
+use std::task::Poll;
+use wasi::io::streams::{InputStream, StreamError};
+
+/// Bytes asked for per read of an incoming body (as spin-sdk reads them).
+const READ_SIZE: u64 = 16 * 1024;
 
 /// A chunk stream as spin-sdk returns it.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, String>>>>;
@@ -34,6 +41,32 @@ impl SpinBody {
             stream,
             _response: None,
         })
+    }
+
+    /// A client's request body. With `peek` (the request declares no length, or 0), the
+    /// first chunk is read before the core sees the request: wasi:http hides
+    /// `Transfer-Encoding`, so a request without a body and a chunked one look alike, and only
+    /// the stream tells them apart. A stream that ends at once becomes an empty (replayable)
+    /// body, so a GET can fail over; otherwise the chunk read is put back in front of the
+    /// rest, which still streams (nothing beyond the first chunk is read ahead).
+    ///
+    /// The first read blocks the instance until the client sends a first byte or ends the
+    /// body; nothing else runs in the instance before the request is handed to the core.
+    pub fn from_request(req: IncomingRequest, peek: bool) -> Self {
+        let Some(incoming) = Incoming::open(req) else {
+            // The body was taken already (it never is: the request is new): nothing to read.
+            return SpinBody::Bytes(Vec::new());
+        };
+        if !peek {
+            return SpinBody::from_stream(Box::pin(incoming.into_stream()));
+        }
+        let first = match incoming.read_first() {
+            Ok(Some(chunk)) => Ok(chunk),
+            Ok(None) => return SpinBody::Bytes(Vec::new()),
+            Err(e) => Err(e),
+        };
+        let rest = incoming.into_stream();
+        SpinBody::from_stream(Box::pin(futures::stream::iter([first]).chain(rest)))
     }
 
     /// A backend's response body, keeping `response` alive as long as the body.
@@ -99,5 +132,78 @@ impl SpinBody {
             }
         }
         sink.close().await.map_err(|e| format!("{e:?}"))
+    }
+}
+
+/// A `wasi:http` incoming body read as a chunk stream (spin-sdk's own reader, which this
+/// crate cannot reach once the body stream has been taken to peek at it). On drop the input
+/// stream goes first (a child resource), then the body is finished.
+struct Incoming {
+    stream_and_body: Option<(InputStream, IncomingBody)>,
+    wait: Option<CancelOnDropToken>,
+}
+
+impl Incoming {
+    /// The request's body stream; `None` if its body was already taken.
+    fn open(req: IncomingRequest) -> Option<Self> {
+        let body = req.consume().ok()?;
+        let stream = body.stream().ok()?;
+        Some(Incoming {
+            stream_and_body: Some((stream, body)),
+            wait: None,
+        })
+    }
+
+    /// Blocks until the first bytes arrive (`Some`) or the body ends (`None`).
+    ///
+    /// Errors: the stream broke.
+    fn read_first(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some((stream, _)) = &self.stream_and_body else {
+            return Ok(None);
+        };
+        loop {
+            match stream.blocking_read(READ_SIZE) {
+                Ok(chunk) if chunk.is_empty() => continue,
+                Ok(chunk) => return Ok(Some(chunk)),
+                Err(StreamError::Closed) => return Ok(None),
+                Err(StreamError::LastOperationFailed(e)) => return Err(format!("{e:?}")),
+            }
+        }
+    }
+
+    /// The rest of the body, chunk by chunk, without blocking the instance (a read that finds
+    /// nothing waits on the stream's pollable through spin's executor).
+    fn into_stream(mut self) -> impl Stream<Item = Result<Vec<u8>, String>> {
+        futures::stream::poll_fn(move |cx| {
+            let Some((stream, _)) = &self.stream_and_body else {
+                return Poll::Ready(None);
+            };
+            match stream.read(READ_SIZE) {
+                Ok(chunk) if chunk.is_empty() => {
+                    self.wait = Some(CancelOnDropToken::from(
+                        spin_executor::push_waker_and_get_token(
+                            stream.subscribe(),
+                            cx.waker().clone(),
+                        ),
+                    ));
+                    Poll::Pending
+                }
+                Ok(chunk) => Poll::Ready(Some(Ok(chunk))),
+                Err(StreamError::Closed) => Poll::Ready(None),
+                Err(StreamError::LastOperationFailed(e)) => {
+                    Poll::Ready(Some(Err(format!("{e:?}"))))
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        drop(self.wait.take());
+        if let Some((stream, body)) = self.stream_and_body.take() {
+            drop(stream);
+            IncomingBody::finish(body);
+        }
     }
 }

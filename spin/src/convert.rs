@@ -5,7 +5,6 @@ use crate::body::SpinBody;
 use edgegate_core::access_log::event_line;
 use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{GatewayResponse, RequestHead, ResponseBody};
-use futures::StreamExt as _;
 use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
 
 /// The headers Spin's HTTP trigger adds to every request. They describe the platform's routing,
@@ -44,7 +43,9 @@ fn client_ip(addr: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_string())
 }
 
-/// The core's view of a Spin request, and its body as a stream.
+/// The core's view of a Spin request, and its body: a stream, or empty bytes when the
+/// request declares no length and its body turns out to be empty (see
+/// [`SpinBody::from_request`]).
 pub fn inbound(req: IncomingRequest) -> (RequestHead, SpinBody) {
     let mut headers = HeaderList::new();
     let (mut full_url, mut client_addr, mut host) = (String::new(), None, None);
@@ -94,10 +95,13 @@ pub fn inbound(req: IncomingRequest) -> (RequestHead, SpinBody) {
         headers,
         client_ip: client_addr.and_then(|a| client_ip(&a)),
     };
-    let stream = req
-        .into_body_stream()
-        .map(|r| r.map_err(|e| format!("{e:?}")));
-    (head, SpinBody::from_stream(Box::pin(stream)))
+    // Without a declared length the body may be empty or chunked (wasi:http hides
+    // Transfer-Encoding): SpinBody::from_request peeks at its first chunk to tell.
+    let peek = match head.headers.get("content-length") {
+        None => true,
+        Some(len) => len.trim() == "0",
+    };
+    (head, SpinBody::from_request(req, peek))
 }
 
 /// Sends the core's answer: head first, then the body streamed through.

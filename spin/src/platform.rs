@@ -17,8 +17,7 @@ use edgegate_core::platform::{
 };
 use futures::future::{select, Either};
 use spin_sdk::http::{
-    ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, Request, Response, Scheme,
-    SendError,
+    ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, Scheme, SendError,
 };
 use spin_sdk::key_value::Store;
 use std::cell::OnceCell;
@@ -295,26 +294,6 @@ fn method(m: &str) -> Method {
     }
 }
 
-/// Sends `req` and waits at most `timeout_ms` for the response. `Ok(None)`: timed out.
-async fn send_with_timeout(req: Request, timeout_ms: u64) -> Result<Option<Response>, SendError> {
-    let send = std::pin::pin!(spin_sdk::http::send::<_, Response>(req));
-    let timer = std::pin::pin!(sleep_ms(timeout_ms));
-    match select(send, timer).await {
-        Either::Left((r, _)) => r.map(Some),
-        Either::Right(((), _)) => Ok(None),
-    }
-}
-
-fn response_headers(resp: &Response) -> HeaderList {
-    let mut list = HeaderList::new();
-    for (name, value) in resp.headers() {
-        if let Some(v) = value.as_str() {
-            list.append(name, v);
-        }
-    }
-    list
-}
-
 /// `http://host:port/path?q` → (scheme, authority, path with query).
 fn split_url(url: &str) -> Option<(Scheme, &str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
@@ -450,29 +429,75 @@ impl Crypto for SpinPlatform {
 }
 
 impl Http for SpinPlatform {
+    /// One control-plane exchange over outbound `wasi:http`, the timeout covering all of it
+    /// (the response body included). The response body is read as a stream and the read stops
+    /// as soon as it passes `max_body` (a declared `Content-Length` over it fails before any
+    /// byte is read), so an oversized answer is never held whole, chunked or not.
+    ///
+    /// Errors (each naming the URL): not an absolute URL, a header or method the runtime
+    /// refuses, connection failure, `timed out`, `body over <max_body> bytes`, or a response
+    /// body that broke midway.
     async fn fetch_buffered(
         &self,
         req: &HttpRequest,
         max_body: usize,
     ) -> Result<HttpResponse, PlatformError> {
-        let mut builder = Request::builder();
-        builder.method(method(&req.method)).uri(req.url.as_str());
+        let url = req.url.as_str();
+        let fail = |what: String| PlatformError(format!("{url}: {what}"));
+        let (scheme, authority, path) =
+            split_url(url).ok_or_else(|| fail("not an absolute URL".into()))?;
+        let fields = Fields::new();
         for (name, value) in &req.headers {
-            builder.header(name, value);
+            fields
+                .append(name, value.as_bytes())
+                .map_err(|e| fail(format!("header {name}: {e:?}")))?;
         }
-        let out = builder.body(req.body.clone().unwrap_or_default()).build();
-        match send_with_timeout(out, req.timeout_ms).await {
-            Ok(Some(resp)) if resp.body().len() > max_body => Err(PlatformError(format!(
-                "{}: body over {max_body} bytes",
-                req.url
-            ))),
-            Ok(Some(resp)) => Ok(HttpResponse {
-                status: *resp.status(),
-                headers: response_headers(&resp),
-                body: resp.into_body(),
-            }),
-            Ok(None) => Err(PlatformError(format!("{}: timed out", req.url))),
-            Err(e) => Err(PlatformError(format!("{}: {e:?}", req.url))),
+        let body = req.body.clone().unwrap_or_default();
+        if req.body.is_some() {
+            fields
+                .set("content-length", &[body.len().to_string().into_bytes()])
+                .map_err(|e| fail(format!("content-length: {e:?}")))?;
+        }
+        let out = OutgoingRequest::new(fields);
+        out.set_method(&method(&req.method))
+            .map_err(|()| fail(format!("method {:?}", req.method)))?;
+        out.set_scheme(Some(&scheme))
+            .map_err(|()| fail("scheme".into()))?;
+        out.set_authority(Some(authority))
+            .map_err(|()| fail("authority".into()))?;
+        out.set_path_with_query(Some(path))
+            .map_err(|()| fail("path".into()))?;
+        let sink = out.take_body();
+
+        let exchange = std::pin::pin!(async {
+            let response = spin_sdk::http::send::<_, IncomingResponse>(out);
+            let upload = SpinBody::Bytes(body).pipe(sink);
+            let (response, upload) = futures::future::join(response, upload).await;
+            let resp = response.map_err(|e| fail(format!("{e:?}")))?;
+            upload.map_err(|e| fail(format!("sending the request body: {e}")))?;
+            let status = resp.status();
+            let headers = fields_to_list(&resp.headers());
+            let too_large = || fail(format!("body over {max_body} bytes"));
+            let declared = headers
+                .get("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max_body as u64) {
+                return Err(too_large());
+            }
+            let body = SpinBody::from_response(resp)
+                .read_limited(max_body as u64)
+                .await
+                .map_err(|e| e.map_or_else(too_large, fail))?;
+            Ok(HttpResponse {
+                status,
+                headers,
+                body,
+            })
+        });
+        let timer = std::pin::pin!(sleep_ms(req.timeout_ms));
+        match select(exchange, timer).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => Err(fail("timed out".into())),
         }
     }
 }

@@ -3,8 +3,7 @@
 // used once, so its first pick is the pool's first instance (the closed port).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startGateway, onSpin } from "../support/gateway.mjs";
-import { RR_POSITION, GET_FAILOVER } from "../support/spin-gaps.mjs";
+import { startGateway } from "../support/gateway.mjs";
 import { startBackend, closeAll, closedPort } from "../support/backends.mjs";
 import { assertProblem } from "../support/assertions.mjs";
 import { deterministicData } from "../support/util.mjs";
@@ -74,7 +73,7 @@ async function backendOf(path) {
   return res.json().backend;
 }
 
-test("round-robin over 2 instances with weights 1:1 alternates", { todo: onSpin && RR_POSITION }, async () => {
+test("round-robin over 2 instances with weights 1:1 alternates", async () => {
   const picks = [];
   for (let i = 0; i < 10; i++) picks.push(await backendOf("/lb/rr11"));
   for (let i = 1; i < picks.length; i++) {
@@ -84,7 +83,7 @@ test("round-robin over 2 instances with weights 1:1 alternates", { todo: onSpin 
   assert.equal(picks.filter((p) => p === "a").length, 5);
 });
 
-test("weights 3:1 over 40 requests → exactly 30/10, spread evenly (smooth)", { todo: onSpin && RR_POSITION }, async () => {
+test("weights 3:1 over 40 requests → exactly 30/10, spread evenly (smooth)", async () => {
   const picks = [];
   for (let i = 0; i < 40; i++) picks.push(await backendOf("/lb/rr31"));
   const count = (n) => picks.filter((p) => p === n).length;
@@ -98,7 +97,7 @@ test("weights 3:1 over 40 requests → exactly 30/10, spread evenly (smooth)", {
   assert.equal(d.records.length, 10);
 });
 
-test("failover: GET to [closed port, live] → 200 from the live one, access log attempts 2", { todo: onSpin && GET_FAILOVER }, async () => {
+test("failover: GET to [closed port, live] → 200 from the live one, access log attempts 2", async () => {
   const { res, log } = await gw.requestLogged({ path: "/lb/fo-get?x=1" });
   assert.equal(res.status, 200, res.text);
   assert.equal(res.json().backend, "live");
@@ -190,14 +189,14 @@ test("a chunked PUT body (no Content-Length) streams once: no failover → 502",
   assert.equal(log.attempts, 1);
 });
 
-test("failover tries each other instance once: [closed, closed, live] → attempts 3", { todo: onSpin && GET_FAILOVER }, async () => {
+test("failover tries each other instance once: [closed, closed, live] → attempts 3", async () => {
   const { res, log } = await gw.requestLogged({ path: "/lb/fo-three" });
   assert.equal(res.status, 200, res.text);
   assert.equal(res.json().backend, "live");
   assert.equal(log.attempts, 3);
 });
 
-test("every instance down → 502 after trying each once; the log names every address, the client none", { todo: onSpin && GET_FAILOVER }, async () => {
+test("every instance down → 502 after trying each once; the log names every address, the client none", async () => {
   const { res, log } = await gw.requestLogged({ path: "/lb/fo-all-dead" });
   assertProblem(res, { status: 502, code: "upstream_unreachable" });
   assert.equal(log.attempts, 2);

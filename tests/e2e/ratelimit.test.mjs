@@ -14,7 +14,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { startGateway, counterKey, clientIp, onSpin } from "../support/gateway.mjs";
-import { APPROX_LEASES, NO_COUNTER_OBJECT, NO_STAND_IN_COUNTERS, IPV4_CLIENTS_ONLY } from "../support/spin-gaps.mjs";
+import { NO_COUNTER_OBJECT, NO_STAND_IN_COUNTERS, KV_COUNTERS_WITHOUT_REDIS, IPV4_CLIENTS_ONLY } from "../support/spin-gaps.mjs";
 import { startBackend, closeAll, fixed } from "../support/backends.mjs";
 import { assertProblem } from "../support/assertions.mjs";
 import { delay, pollUntil } from "../support/util.mjs";
@@ -327,7 +327,7 @@ describe("exactness under concurrency (sliding window, key api, limit 50)", () =
   // tighter still: "a lease never grants more than consume would admit", so at most 50.
   const APPROX_BOUND = { min: LIMIT - 1 * 10, max: LIMIT + 1 * 10 };
 
-  test("approximate mode (lease 10): sequential requests admit exactly 50", { todo: onSpin && APPROX_LEASES }, async () => {
+  test("approximate mode (lease 10): sequential requests admit exactly 50", async () => {
     const statuses = [];
     for (let k = 0; k < LIMIT + 10; k++) statuses.push((await gw.request({ path: `/${SEQ}/x` })).status);
     assert.deepEqual(tally(statuses.map((status) => ({ status }))), { 200: LIMIT, 429: 10 });
@@ -346,7 +346,6 @@ describe("exactness under concurrency (sliding window, key api, limit 50)", () =
 
   test(
     "approximate mode (lease 10): 200 concurrent requests admit at least 50 − N × B = 40",
-    { todo: onSpin && APPROX_LEASES },
     async (t) => {
       const name = LOWER;
       const rs = await burst(gw, CONCURRENT, { path: `/${name}/x` });
@@ -460,7 +459,7 @@ describe("the counter cannot be reached: on_error open lets requests through, cl
   for (const [label, counters, skip] of [
     ["the counter object throws", { script: BROKEN_COUNTERS }, onSpin && NO_STAND_IN_COUNTERS],
     ["Redis does not answer (Spin)", "unreachable", !onSpin && "workers: Redis is Spin's counter store"],
-    ["no EDGEGATE_COUNTERS binding (Spin: no redis_address)", false],
+    ["no EDGEGATE_COUNTERS binding", false, onSpin && KV_COUNTERS_WITHOUT_REDIS],
   ]) {
     test(`${label}: open → 200 without rate-limit headers, closed → 503 rate_limit_unavailable; both logged`, { skip }, async () => {
       const gw = await startGateway({ config: config("open"), counters, kv });

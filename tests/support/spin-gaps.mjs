@@ -3,15 +3,6 @@
 // expressed there) or a `{ todo: onSpin && X }` (a missing feature or a bug of the Spin build
 // or the core: the test still runs and reports, and starts passing once it is fixed).
 
-// --- todo: missing on Spin, to be fixed -------------------------------------------------
-
-export const RR_POSITION =
-  "spin: round robin starts at the first instance on every request (a fresh instance per request keeps no position)";
-
-export const GET_FAILOVER =
-  "spin: a request without Content-Length (GET) is never failed over: the adapter hands every body over as a stream " +
-  "(wasi:http hides Transfer-Encoding, so 'no body' and a chunked body look alike) and the core cannot replay a stream";
-
 // --- skip: permanent platform differences ------------------------------------------------
 
 export const NO_CRON =
@@ -48,11 +39,6 @@ export const JWKS_SINGLE_FLIGHT =
   JWKS_NO_REFETCH +
   "; and single-flight across concurrently running instances would need a shared lock (key-value has no compare-and-set)";
 
-// (todo) Approximate rate limits (shared/src/ratelimit Limiter leases):
-export const APPROX_LEASES =
-  "spin: approximate rate limits lease `lease` units per request and the unused ones die with the instance " +
-  "(no refund): a limit admits about limit / lease requests";
-
 // (skip / diagnostic) Counter objects:
 export const NO_COUNTER_OBJECT =
   "spin: no rate-limit counter Durable Object to read directly (the counters are Redis values the core's " +
@@ -60,17 +46,12 @@ export const NO_COUNTER_OBJECT =
 export const NO_STAND_IN_COUNTERS =
   "spin: no stand-in counter class (a second Worker's Durable Object); the Spin equivalent, an unreachable Redis, " +
   "runs in the test beside it";
+export const KV_COUNTERS_WITHOUT_REDIS =
+  "spin: there is no 'no counter store' case: without redis_address the counters live in key-value " +
+  "(approximate under concurrency, spin/README.md), so requests are counted, not failed; the unreachable " +
+  "Redis case tests on_error there";
 
 // (todo) The Registry sync on Spin:
-
-export const HTTP_BUFFERS_WHOLE_BODY =
-  "spin: the adapter's Http::fetch_buffered (spin_sdk::http::send into a buffered Response) reads the whole answer " +
-  "before the size cap is checked: a 256 MB chunked Registry answer is read to its end (and held in wasm memory)";
-
-// (todo) ABAC:
-export const NO_CEDAR =
-  "spin: the component is built without the core's `cedar` feature, so an ABAC config is refused " +
-  "(config_rejected: 'this build has no Cedar support'); the Spin-only test asserts that refusal";
 
 // (skip) request.cf:
 export const NO_CLIENT_GEO =

@@ -170,7 +170,7 @@ pub(super) fn authz_level(spec: &AuthorizationSpec, path: &str, cx: &mut Ctx) ->
         abac: spec.abac.as_ref().map(|_| {
             cx.err(
                 format!("{path}.abac"),
-                "this build has no Cedar support (build the worker with the `cedar` feature)",
+                "this build has no Cedar support (build it with the `cedar` feature, on by default in the Workers and Spin builds)",
             );
         }),
     }
