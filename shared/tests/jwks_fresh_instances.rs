@@ -125,7 +125,7 @@ fn fresh_gateway() -> Gateway {
 
 fn head(token: &str) -> RequestHead {
     let mut headers = HeaderList::new();
-    headers.append("authorization", &format!("Bearer {token}"));
+    headers.append("authorization", format!("Bearer {token}"));
     RequestHead {
         method: "GET".into(),
         scheme: "https".into(),

@@ -428,14 +428,15 @@ impl KeyStore {
                 },
             }
         };
-        // Kept while the keys may be served (stale up to max_stale) and while the attempt
-        // still throttles the next one.
+        // Kept while the keys may be served (stale up to max_stale), while the attempt still
+        // throttles the next one, and at least as long as this fetch's flight marker (which
+        // would otherwise look like a fetch still in flight).
         let now = p.now_ms();
         let keep_until = entry
             .jwks
             .as_ref()
             .map_or(0, |_| entry.fresh_until.saturating_add(idp.max_stale_ms))
-            .max(started.saturating_add(idp.refetch_interval_ms));
+            .max(started.saturating_add(idp.refetch_interval_ms.max(flight_ms(idp))));
         let ttl_s = keep_until.saturating_sub(now).div_ceil(1000).max(1);
         put_shared(p, &key, &entry, ttl_s).await;
     }
