@@ -9,8 +9,7 @@
 // (bounded: `waitRefetchWindow`).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startGateway, uniqueId, onSpin } from "../support/gateway.mjs";
-import { JWKS_NO_REFETCH, JWKS_NO_STALE, JWKS_FAILURES_NOT_THROTTLED, JWKS_SINGLE_FLIGHT } from "../support/spin-gaps.mjs";
+import { startGateway, uniqueId } from "../support/gateway.mjs";
 import { startBackend, closeAll, fixed } from "../support/backends.mjs";
 import { assertProblem } from "../support/assertions.mjs";
 import { delay } from "../support/util.mjs";
@@ -682,7 +681,7 @@ test("claims cannot inject log lines: a newline and JSON in iss or kid stay insi
 
 // ------------------------------------------------------------------------------ rotation
 
-test("rotation: the old kid keeps working; a new kid is accepted after exactly one JWKS refetch", { todo: onSpin && JWKS_NO_REFETCH }, async () => {
+test("rotation: the old kid keeps working; a new kid is accepted after exactly one JWKS refetch", async () => {
   const rot = idp.rot;
   const k1 = rot.keyFor("ES256");
   await expectOk(rot.sign({ key: k1 }), { what: "k1 (first fetch)" });
@@ -698,7 +697,7 @@ test("rotation: the old kid keeps working; a new kid is accepted after exactly o
   assert.equal(rot.counts.jwks - before, 1, "known kids need no fetch");
 });
 
-test("rotation: an unknown kid → one refetch then unknown_key; a second unknown kid within refetch_interval_s → no extra fetch", { todo: onSpin && JWKS_NO_REFETCH }, async () => {
+test("rotation: an unknown kid → one refetch then unknown_key; a second unknown kid within refetch_interval_s → no extra fetch", async () => {
   const rot = idp.rot;
   const u1 = await rot.addKey("ES256", { publish: false });
   const u2 = await rot.addKey("ES256", { publish: false });
@@ -718,7 +717,7 @@ test("rotation: an unknown kid → one refetch then unknown_key; a second unknow
   assert.equal(rot.counts.jwks - before, 2);
 });
 
-test("rotation: a key removed from the JWKS stops verifying, also tokens verified (cached) before", { todo: onSpin && JWKS_NO_REFETCH }, async () => {
+test("rotation: a key removed from the JWKS stops verifying, also tokens verified (cached) before", async () => {
   const rot = idp.rot;
   const old = rot.keyFor("ES256");
   const cached = rot.sign({ key: old, claims: { sub: "cached" } });
@@ -779,7 +778,7 @@ test("Cache-Control max-age sets how long known keys are trusted (clamped to jwk
 
 // ------------------------------------------------------------------------------ outages
 
-test("IdP outage with cached keys (refused, reset, 500, hang) → still 200 from the stale keys", { todo: onSpin && JWKS_NO_STALE }, async () => {
+test("IdP outage with cached keys (refused, reset, 500, hang) → still 200 from the stale keys", async () => {
   const stale = idp.stale; // Cache-Control: no-store and jwks_min_ttl_s 0: keys are always stale
   await expectOk(stale.sign({ alg: "ES256" }), { what: "keys loaded" });
   try {
@@ -818,7 +817,7 @@ test("an outage longer than max_stale_s → 503 idp_unavailable with Retry-After
   await expectOk(strict.sign({ alg: "ES256" }), { what: "IdP back" });
 });
 
-test("IdP outage with no cached keys → 503 idp_unavailable (refused, 500, hang, a non-JSON JWKS); then recovery", { todo: onSpin && JWKS_FAILURES_NOT_THROTTLED }, async () => {
+test("IdP outage with no cached keys → 503 idp_unavailable (refused, 500, hang, a non-JSON JWKS); then recovery", async () => {
   const down = idp.down;
   const token = () => down.sign({ alg: "ES256" });
   try {
@@ -851,7 +850,7 @@ test("IdP outage with no cached keys → 503 idp_unavailable (refused, 500, hang
 
 // ------------------------------------------------------------------------------ OIDC
 
-test("OIDC discovery: the JWKS comes from the discovered jwks_uri; discovery is not repeated on refetch", { todo: onSpin && JWKS_NO_REFETCH }, async () => {
+test("OIDC discovery: the JWKS comes from the discovered jwks_uri; discovery is not repeated on refetch", async () => {
   const oidc = idp.oidc;
   const { seen } = await expectOk(oidc.sign({ alg: "RS256", claims: { sub: "oidc-user" } }), { what: "RS256" });
   assert.equal(seen.headers["x-edgegate-issuer"], oidc.issuer);
@@ -956,7 +955,7 @@ function tally(results, from = 0) {
   return [...groups].map(([k, n]) => `${n} × ${k}`).join("; ") + (warning ? ` | workerd: ${warning.line.slice(0, 200)}` : "");
 }
 
-test("single-flight: 50 concurrent requests with a new kid (present in the rotated JWKS) → exactly one JWKS fetch, all 200", { todo: onSpin && JWKS_SINGLE_FLIGHT }, async () => {
+test("single-flight: 50 concurrent requests with a new kid (present in the rotated JWKS) → exactly one JWKS fetch, all 200", async () => {
   const sf = idp.sf;
   await expectOk(sf.sign({ alg: "ES256" }), { what: "keys loaded" });
   const k2 = await sf.addKey("ES256", { publish: false });
@@ -984,7 +983,7 @@ test("single-flight: 50 concurrent requests with a new kid (present in the rotat
   }
 });
 
-test("single-flight: two concurrent requests needing the same refetch → both 200 (smallest repro of the above)", { todo: onSpin && JWKS_SINGLE_FLIGHT }, async () => {
+test("single-flight: two concurrent requests needing the same refetch → both 200 (smallest repro of the above)", async () => {
   const sf = idp.sf;
   const k = await sf.addKey("ES256");
   sf.jwksDelayMs = 300; // both requests are in flight while the JWKS is fetched
@@ -1002,7 +1001,7 @@ test("single-flight: two concurrent requests needing the same refetch → both 2
   }
 });
 
-test("single-flight: 50 concurrent requests with a kid the JWKS lacks → one fetch, all 401 unknown_key", { todo: onSpin && JWKS_SINGLE_FLIGHT }, async () => {
+test("single-flight: 50 concurrent requests with a kid the JWKS lacks → one fetch, all 401 unknown_key", async () => {
   const sf = idp.sf;
   const ghost = await sf.addKey("ES256", { publish: false });
   sf.jwksDelayMs = 300;
@@ -1023,7 +1022,7 @@ test("single-flight: 50 concurrent requests with a kid the JWKS lacks → one fe
   }
 });
 
-test("single-flight: a request arriving while the cron is fetching the JWKS joins that fetch → 200", { todo: onSpin && JWKS_SINGLE_FLIGHT }, async () => {
+test("single-flight: a request arriving while the cron is fetching the JWKS joins that fetch → 200", async () => {
   const sf = idp.sf;
   const k = await sf.addKey("ES256");
   sf.jwksDelayMs = 500;
@@ -1058,7 +1057,7 @@ async function activateConfig(id, doc) {
   }
 }
 
-test("a config reload keeps the fetched keys and verified tokens of unchanged providers; a changed jwks_uri starts afresh", { todo: onSpin && JWKS_NO_REFETCH }, async () => {
+test("a config reload keeps the fetched keys and verified tokens of unchanged providers; a changed jwks_uri starts afresh", async () => {
   const rot = idp.rot;
   const key = rot.keyFor("ES256");
   const cached = rot.sign({ key, claims: { sub: "before-reload" } });

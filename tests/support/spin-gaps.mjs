@@ -21,23 +21,6 @@ export const NO_CONTROL_OBJECT =
   "spin: there is no Control Durable Object to write into directly (the overrides are one Redis or key-value " +
   "value); every request is a fresh instance that reads them, which the IP-block test covers";
 
-// (todo) JWKS state across instances (shared/src/auth/keys.rs KeyStore::fetch):
-export const JWKS_NO_REFETCH =
-  "spin: an unknown kid never makes a JWKS refetch while the shared-cache entry is fresh: each fresh instance " +
-  "loads the keys from the shared cache, and that load counts as the request's one fetch attempt (KeyStore::fetch, " +
-  "cold path); the refetch throttle (last attempt) lives only in the instance";
-
-export const JWKS_NO_STALE =
-  "spin: keys are not served stale through an IdP outage: the shared-cache entry ends at fresh_until, and a fresh " +
-  "instance has no other copy (max_stale_s needs the entry kept until fresh_until + max_stale_s)";
-
-export const JWKS_FAILURES_NOT_THROTTLED =
-  "spin: a failed JWKS fetch is not remembered across requests (the last attempt is per instance), so every " +
-  "request during an outage tries the IdP again instead of once per refetch_interval_s";
-
-export const JWKS_SINGLE_FLIGHT =
-  JWKS_NO_REFETCH +
-  "; and single-flight across concurrently running instances would need a shared lock (key-value has no compare-and-set)";
 
 // (skip / diagnostic) Counter objects:
 export const NO_COUNTER_OBJECT =

@@ -3,13 +3,23 @@
 //! bounds, refetched on an unknown `kid` — at most one fetch per `refetch_interval` per
 //! provider, shared by every request waiting for it — and kept serving while the IdP is down
 //! for up to `max_stale`.
+//!
+//! Where every request runs in a fresh instance ([`Instances::reuses_instances`] false: Spin)
+//! nothing in memory outlives the request, so the provider's whole state goes through the
+//! platform's [`SharedCache`] instead: the last good JWKS with its `fresh_until` (kept until
+//! `fresh_until + max_stale`), the time and error of the last fetch attempt (so the refetch
+//! throttle and failed attempts hold across instances), and a best-effort "fetch in flight"
+//! marker that concurrently running instances wait on instead of fetching too (the shared
+//! cache has no compare-and-set, so two instances that claim the fetch within the same few
+//! milliseconds may both fetch). Where instances are reused (Workers) the in-memory state is
+//! primary and the shared cache only seeds a cold isolate, as before.
 
 use super::alg::JwsAlgorithm;
 use super::jwk::{parse_jwks, PublicKey};
 use super::policy::{IdentityProvider, KeySource};
 use super::token::TokenError;
 use crate::access_log::event_line;
-use crate::platform::{Clock, Http, HttpRequest, Log, Secrets, SharedCache};
+use crate::platform::{Clock, Http, HttpRequest, Instances, Log, Random, Secrets, SharedCache};
 use crate::problem::ErrorCode;
 use crate::single_flight::SingleFlight;
 use serde_json::json;
@@ -27,6 +37,22 @@ fn wait_ticks(idp: &IdentityProvider) -> u32 {
     u32::try_from((2 * idp.timeout_ms) / WAIT_TICK_MS + 1).unwrap_or(u32::MAX)
 }
 const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
+
+/// Fresh instances: how often an instance waiting for another instance's fetch polls the
+/// shared state.
+const SHARED_POLL_MS: u64 = 20;
+
+/// Fresh instances: how long an instance that wrote the "fetch in flight" marker waits before
+/// reading it back (instances that claimed the fetch at the same time then see one winner).
+const CLAIM_SETTLE_MS: u64 = 15;
+
+/// Fresh instances: how long a "fetch in flight" marker holds (two fetches, discovery then
+/// JWKS, plus the claim's settle time); an instance that waited this long fetches itself.
+fn flight_ms(idp: &IdentityProvider) -> u64 {
+    idp.timeout_ms
+        .saturating_mul(2)
+        .saturating_add(CLAIM_SETTLE_MS)
+}
 
 #[derive(Default)]
 struct KeysState {
@@ -91,7 +117,7 @@ impl KeyStore {
     /// `algorithm_not_allowed` (the `kid`'s key does not fit `alg`), `idp_unavailable` (no
     /// keys could be fetched, or the cached ones are older than `max_stale`),
     /// `internal_error` (an HMAC provider's secret is not set).
-    pub async fn key_for<P: Http + Clock + Log + Secrets + SharedCache>(
+    pub async fn key_for<P: Http + Clock + Log + Secrets + SharedCache + Random + Instances>(
         &self,
         p: &P,
         idp: &IdentityProvider,
@@ -109,15 +135,19 @@ impl KeyStore {
             KeySource::Jwks(_) | KeySource::Discovery(_) => {}
         }
         let pk = self.provider(idp);
-        let now = p.now_ms();
-        let wants_fetch = {
-            let st = pk.state.borrow();
-            let known = select(&st.keys, kid, alg).is_ok();
-            let fresh = st.loaded && now < st.fresh_until;
-            (!known || !fresh) && st.may_fetch(now, idp)
-        };
-        if wants_fetch || pk.flight.is_running() {
-            self.shared_fetch(p, idp, &pk).await;
+        if p.reuses_instances() {
+            let now = p.now_ms();
+            let wants_fetch = {
+                let st = pk.state.borrow();
+                let known = select(&st.keys, kid, alg).is_ok();
+                let fresh = st.loaded && now < st.fresh_until;
+                (!known || !fresh) && st.may_fetch(now, idp)
+            };
+            if wants_fetch || pk.flight.is_running() {
+                self.shared_fetch(p, idp, &pk).await;
+            }
+        } else {
+            self.across_instances(p, idp, &pk, Some((kid, alg))).await;
         }
         let now = p.now_ms();
         let st = pk.state.borrow();
@@ -140,7 +170,7 @@ impl KeyStore {
 
     /// Fetches the keys of `idp` now (cron prefetch), within its refetch interval. Returns the
     /// number of keys held afterwards.
-    pub async fn prefetch<P: Http + Clock + Log + Secrets + SharedCache>(
+    pub async fn prefetch<P: Http + Clock + Log + Secrets + SharedCache + Random + Instances>(
         &self,
         p: &P,
         idp: &IdentityProvider,
@@ -149,6 +179,10 @@ impl KeyStore {
             return 0;
         }
         let pk = self.provider(idp);
+        if !p.reuses_instances() {
+            self.across_instances(p, idp, &pk, None).await;
+            return pk.state.borrow().keys.len();
+        }
         let now = p.now_ms();
         let allowed = pk.state.borrow().may_fetch(now, idp);
         if allowed {
@@ -232,98 +266,331 @@ impl KeyStore {
         pk: &ProviderKeys,
     ) {
         let started = p.now_ms();
-        let (known_uri, cold) = {
+        let cold = {
             let mut st = pk.state.borrow_mut();
             st.last_attempt = Some(started);
-            (st.jwks_uri.clone(), !st.loaded)
+            !st.loaded
         };
         let shared_key = shared_cache_key(idp);
         if cold {
-            if let Some(shared) = read_shared(p, &shared_key, started).await {
-                let mut st = pk.state.borrow_mut();
-                st.keys = shared.keys.into_iter().map(Rc::new).collect();
-                st.loaded = true;
-                st.fresh_until = shared.fresh_until;
-                st.jwks_uri = Some(shared.jwks_uri);
-                return;
+            if let Some(shared) = read_shared(p, &shared_key).await {
+                if started < shared.fresh_until {
+                    if let Some(keys) = shared.keys {
+                        let mut st = pk.state.borrow_mut();
+                        st.keys = keys.into_iter().map(Rc::new).collect();
+                        st.loaded = true;
+                        st.fresh_until = shared.fresh_until;
+                        st.jwks_uri = shared.jwks_uri;
+                        return;
+                    }
+                }
             }
         }
-        pk.state.borrow_mut().fetches += 1;
+        if let Some(fetched) = self.fetch_from_idp(p, idp, pk).await {
+            let entry = SharedEntry {
+                jwks: Some(fetched.body),
+                jwks_uri: Some(fetched.jwks_uri),
+                fresh_until: fetched.fresh_until,
+                last_attempt: Some(started),
+                last_error: None,
+            };
+            put_shared(p, &shared_key, &entry, fetched.ttl_ms / 1000).await;
+        }
+    }
+
+    /// Fetches the keys from the IdP and applies the result to the in-memory state (logging
+    /// `jwks_fetched` or `jwks_fetch_failed`). Returns what a successful fetch brought, for
+    /// the shared cache.
+    async fn fetch_from_idp<P: Http + Clock + Log>(
+        &self,
+        p: &P,
+        idp: &IdentityProvider,
+        pk: &ProviderKeys,
+    ) -> Option<Stored> {
+        let known_uri = {
+            let mut st = pk.state.borrow_mut();
+            st.fetches += 1;
+            st.jwks_uri.clone()
+        };
         let result = fetch_keys(p, idp, known_uri).await;
         let now = p.now_ms();
+        let mut st = pk.state.borrow_mut();
         match result {
             Ok(f) => {
-                let entry = json!({"jwks": String::from_utf8_lossy(&f.body), "jwks_uri": f.jwks_uri, "fresh_until": now.saturating_add(f.ttl_ms)});
-                {
-                    let mut st = pk.state.borrow_mut();
-                    let revoked = st
-                        .keys
-                        .iter()
-                        .filter(|k| !f.keys.iter().any(|n| n.cache_id == k.cache_id))
-                        .count();
-                    st.keys = f.keys.into_iter().map(Rc::new).collect();
-                    st.loaded = true;
-                    st.fresh_until = now.saturating_add(f.ttl_ms);
-                    st.last_error = None;
-                    st.jwks_uri = Some(f.jwks_uri);
-                    p.log_line(&event_line(
-                        "jwks_fetched",
-                        now,
-                        json!({"provider": idp.name, "keys": st.keys.len(), "removed": revoked, "skipped": f.skipped, "ttl_s": f.ttl_ms / 1000}),
-                    ));
-                }
-                if let Err(e) = p
-                    .shared_put(&shared_key, entry.to_string().as_bytes(), f.ttl_ms / 1000)
-                    .await
-                {
-                    p.log_line(&event_line(
-                        "shared_cache_error",
-                        now,
-                        json!({"key": shared_key, "error": e.0}),
-                    ));
-                }
+                let revoked = st
+                    .keys
+                    .iter()
+                    .filter(|k| !f.keys.iter().any(|n| n.cache_id == k.cache_id))
+                    .count();
+                st.keys = f.keys.into_iter().map(Rc::new).collect();
+                st.loaded = true;
+                st.fresh_until = now.saturating_add(f.ttl_ms);
+                st.last_error = None;
+                st.jwks_uri = Some(f.jwks_uri.clone());
+                p.log_line(&event_line(
+                    "jwks_fetched",
+                    now,
+                    json!({"provider": idp.name, "keys": st.keys.len(), "removed": revoked, "skipped": f.skipped, "ttl_s": f.ttl_ms / 1000}),
+                ));
+                Some(Stored {
+                    body: String::from_utf8_lossy(&f.body).into_owned(),
+                    jwks_uri: f.jwks_uri,
+                    fresh_until: st.fresh_until,
+                    ttl_ms: f.ttl_ms,
+                })
             }
             Err(e) => {
-                let mut st = pk.state.borrow_mut();
                 p.log_line(&event_line(
                     "jwks_fetch_failed",
                     now,
                     json!({"provider": idp.name, "error": e, "serving_cached": st.loaded}),
                 ));
                 st.last_error = Some(e);
+                None
             }
         }
     }
+
+    /// Fresh instances (nothing in memory outlives a request): loads the provider's state
+    /// from the shared cache, then fetches under the same rule as a reused instance — keys
+    /// missing, past their TTL, or without `want`'s kid (`None`: the tick's prefetch, which
+    /// always wants a fetch), and no attempt within `refetch_interval` — unless another
+    /// instance's fetch is in flight, which it waits for (bounded) instead.
+    async fn across_instances<P: Http + Clock + Log + SharedCache + Random>(
+        &self,
+        p: &P,
+        idp: &IdentityProvider,
+        pk: &ProviderKeys,
+        want: Option<(Option<&str>, JwsAlgorithm)>,
+    ) {
+        let key = shared_cache_key(idp);
+        let flight_key = format!("{key}:flight");
+        let entry = read_shared(p, &key).await;
+        let mut body = None;
+        if let Some(e) = entry {
+            body = e.body.clone();
+            adopt(pk, e);
+        }
+        let now = p.now_ms();
+        let wants_keys = {
+            let st = pk.state.borrow();
+            want.is_none_or(|(kid, alg)| {
+                let known = select(&st.keys, kid, alg).is_ok();
+                let fresh = st.loaded && now < st.fresh_until;
+                !known || !fresh
+            })
+        };
+        if !wants_keys {
+            return;
+        }
+        if let Some(since) = self.flight_in_progress(p, idp, pk, &flight_key).await {
+            if self.wait_for_flight(p, idp, pk, &key, since).await {
+                return;
+            }
+            // The marker's fetch never landed (its instance died or hung): fetch ourselves.
+        } else {
+            if !pk.state.borrow().may_fetch(now, idp) {
+                return;
+            }
+            let nonce = p.next_u64();
+            let marker = json!({"since": now, "by": nonce.to_string()}).to_string();
+            let ttl_s = flight_ms(idp).div_ceil(1000).max(1);
+            if let Err(e) = p.shared_put(&flight_key, marker.as_bytes(), ttl_s).await {
+                log_cache_error(p, &flight_key, &e.0);
+            }
+            p.sleep_ms(CLAIM_SETTLE_MS).await;
+            let winner = read_flight(p, &flight_key).await;
+            if let Some((since, by)) = winner {
+                if by != nonce.to_string() && self.wait_for_flight(p, idp, pk, &key, since).await {
+                    return;
+                }
+            }
+        }
+        let started = p.now_ms();
+        pk.state.borrow_mut().last_attempt = Some(started);
+        let stored = self.fetch_from_idp(p, idp, pk).await;
+        let entry = {
+            let st = pk.state.borrow();
+            match stored {
+                Some(s) => SharedEntry {
+                    jwks: Some(s.body),
+                    jwks_uri: Some(s.jwks_uri),
+                    fresh_until: s.fresh_until,
+                    last_attempt: Some(started),
+                    last_error: None,
+                },
+                None => SharedEntry {
+                    jwks: body.filter(|_| st.loaded),
+                    jwks_uri: st.jwks_uri.clone(),
+                    fresh_until: st.fresh_until,
+                    last_attempt: Some(started),
+                    last_error: st.last_error.clone(),
+                },
+            }
+        };
+        // Kept while the keys may be served (stale up to max_stale), while the attempt still
+        // throttles the next one, and at least as long as this fetch's flight marker (which
+        // would otherwise look like a fetch still in flight).
+        let now = p.now_ms();
+        let keep_until = entry
+            .jwks
+            .as_ref()
+            .map_or(0, |_| entry.fresh_until.saturating_add(idp.max_stale_ms))
+            .max(started.saturating_add(idp.refetch_interval_ms.max(flight_ms(idp))));
+        let ttl_s = keep_until.saturating_sub(now).div_ceil(1000).max(1);
+        put_shared(p, &key, &entry, ttl_s).await;
+    }
+
+    /// The start of another instance's fetch still in flight, if its marker is newer than the
+    /// last recorded attempt and not older than [`flight_ms`].
+    async fn flight_in_progress<P: Clock + SharedCache>(
+        &self,
+        p: &P,
+        idp: &IdentityProvider,
+        pk: &ProviderKeys,
+        flight_key: &str,
+    ) -> Option<u64> {
+        let (since, _) = read_flight(p, flight_key).await?;
+        let last = pk.state.borrow().last_attempt.unwrap_or(0);
+        let running = since > last && p.now_ms().saturating_sub(since) < flight_ms(idp);
+        running.then_some(since)
+    }
+
+    /// Polls the shared state until a fetch that started at `since` (or later) has recorded
+    /// its result, for at most [`flight_ms`]; adopts that state. True if it landed.
+    async fn wait_for_flight<P: Clock + SharedCache>(
+        &self,
+        p: &P,
+        idp: &IdentityProvider,
+        pk: &ProviderKeys,
+        key: &str,
+        since: u64,
+    ) -> bool {
+        for _ in 0..flight_ms(idp) / SHARED_POLL_MS + 1 {
+            p.sleep_ms(SHARED_POLL_MS).await;
+            if let Some(e) = read_shared(p, key).await {
+                if e.last_attempt.is_some_and(|t| t >= since) {
+                    adopt(pk, e);
+                    return true;
+                }
+            }
+        }
+        false
+    }
 }
 
-/// The shared-cache key of a provider's JWKS.
+/// What a successful IdP fetch stored in memory, for the shared cache.
+struct Stored {
+    body: String,
+    jwks_uri: String,
+    fresh_until: u64,
+    ttl_ms: u64,
+}
+
+/// The shared-cache entry of a provider (`jwks:v2:…`, JSON): the last good JWKS and when it
+/// stops being fresh, and the last fetch attempt with its error.
+struct SharedEntry {
+    jwks: Option<String>,
+    jwks_uri: Option<String>,
+    fresh_until: u64,
+    last_attempt: Option<u64>,
+    last_error: Option<String>,
+}
+
+/// A provider's shared entry as read: its keys parsed.
+struct SharedKeys {
+    keys: Option<Vec<PublicKey>>,
+    body: Option<String>,
+    fresh_until: u64,
+    jwks_uri: Option<String>,
+    last_attempt: Option<u64>,
+    last_error: Option<String>,
+}
+
+/// Replaces the in-memory state of a fresh instance with the shared one.
+fn adopt(pk: &ProviderKeys, shared: SharedKeys) {
+    let mut st = pk.state.borrow_mut();
+    match shared.keys {
+        Some(keys) => {
+            st.keys = keys.into_iter().map(Rc::new).collect();
+            st.loaded = true;
+        }
+        None => {
+            st.keys.clear();
+            st.loaded = false;
+        }
+    }
+    st.fresh_until = shared.fresh_until;
+    st.jwks_uri = shared.jwks_uri;
+    st.last_attempt = shared.last_attempt;
+    st.last_error = shared.last_error;
+}
+
+fn log_cache_error<P: Clock + Log>(p: &P, key: &str, error: &str) {
+    p.log_line(&event_line(
+        "shared_cache_error",
+        p.now_ms(),
+        json!({"key": key, "error": error}),
+    ));
+}
+
+/// Writes a provider's shared entry for `ttl_s` seconds (a failure is logged).
+async fn put_shared<P: Clock + Log + SharedCache>(
+    p: &P,
+    key: &str,
+    entry: &SharedEntry,
+    ttl_s: u64,
+) {
+    let value = json!({
+        "jwks": entry.jwks,
+        "jwks_uri": entry.jwks_uri,
+        "fresh_until": entry.fresh_until,
+        "last_attempt": entry.last_attempt,
+        "last_error": entry.last_error,
+    });
+    if let Err(e) = p.shared_put(key, value.to_string().as_bytes(), ttl_s).await {
+        log_cache_error(p, key, &e.0);
+    }
+}
+
+/// The "fetch in flight" marker: when it started and the claiming instance's nonce.
+async fn read_flight<P: SharedCache>(p: &P, key: &str) -> Option<(u64, String)> {
+    let bytes = p.shared_get(key).await.ok()??;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        v.get("since")?.as_u64()?,
+        v.get("by")?.as_str()?.to_string(),
+    ))
+}
+
+/// The shared-cache key of a provider's state (`v2`: the entry carries the last attempt;
+/// entries of the older format, under `jwks:<hash>`, are not read).
 fn shared_cache_key(idp: &IdentityProvider) -> String {
     use sha2::{Digest, Sha256};
     format!(
-        "jwks:{}",
+        "jwks:v2:{}",
         crate::trace::hex(&Sha256::digest(idp.store_id().as_bytes())[..16])
     )
 }
 
-struct SharedKeys {
-    keys: Vec<PublicKey>,
-    fresh_until: u64,
-    jwks_uri: String,
-}
-
-/// A JWKS another isolate of this location stored, if readable and still fresh.
-async fn read_shared<P: SharedCache>(p: &P, key: &str, now: u64) -> Option<SharedKeys> {
+/// A provider's shared entry, if readable (its keys may be past `fresh_until`, or absent when
+/// only failed attempts were recorded).
+async fn read_shared<P: SharedCache>(p: &P, key: &str) -> Option<SharedKeys> {
     let bytes = p.shared_get(key).await.ok()??;
     let entry: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let fresh_until = entry.get("fresh_until")?.as_u64()?;
-    if now >= fresh_until {
-        return None;
-    }
-    let (keys, _) = parse_jwks(entry.get("jwks")?.as_str()?.as_bytes()).ok()?;
+    let text = |name: &str| entry.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    let body = text("jwks");
+    let keys = match &body {
+        Some(b) => Some(parse_jwks(b.as_bytes()).ok()?.0),
+        None => None,
+    };
     Some(SharedKeys {
         keys,
-        fresh_until,
-        jwks_uri: entry.get("jwks_uri")?.as_str()?.to_string(),
+        body,
+        fresh_until: entry.get("fresh_until")?.as_u64()?,
+        jwks_uri: text("jwks_uri"),
+        last_attempt: entry.get("last_attempt").and_then(|v| v.as_u64()),
+        last_error: text("last_error"),
     })
 }
 
