@@ -92,6 +92,8 @@ pub struct FakePlatform {
     client_certificate: RefCell<Option<ClientCertificate>>,
     supports_certificates: Cell<bool>,
     reuses_instances: Cell<bool>,
+    shared_reads_down: Cell<bool>,
+    shared_writes_down: Cell<bool>,
 }
 
 impl Default for FakePlatform {
@@ -131,6 +133,8 @@ impl FakePlatform {
             client_certificate: RefCell::new(None),
             supports_certificates: Cell::new(true),
             reuses_instances: Cell::new(true),
+            shared_reads_down: Cell::new(false),
+            shared_writes_down: Cell::new(false),
         }
     }
 
@@ -179,6 +183,13 @@ impl FakePlatform {
     /// that reuses instances (as Workers, the default).
     pub fn set_reuses_instances(&self, reuses: bool) {
         self.reuses_instances.set(reuses);
+    }
+
+    /// Makes the shared cache fail: reads (`shared_get`) and/or writes (`shared_put`) return
+    /// an error, as an unreachable Cache API or key-value store does.
+    pub fn set_shared_cache_down(&self, reads: bool, writes: bool) {
+        self.shared_reads_down.set(reads);
+        self.shared_writes_down.set(writes);
     }
 
     /// Moves the clock forward.
@@ -511,6 +522,9 @@ impl Secrets for FakePlatform {
 
 impl SharedCache for FakePlatform {
     async fn shared_get(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
+        if self.shared_reads_down.get() {
+            return Err(PlatformError("shared cache unreachable".into()));
+        }
         let now = self.now_ms();
         Ok(self
             .shared
@@ -521,6 +535,9 @@ impl SharedCache for FakePlatform {
     }
 
     async fn shared_put(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), PlatformError> {
+        if self.shared_writes_down.get() {
+            return Err(PlatformError("shared cache unreachable".into()));
+        }
         let until = self.now_ms().saturating_add(ttl_s.saturating_mul(1000));
         self.shared
             .borrow_mut()

@@ -6,16 +6,13 @@
 //! limit admits exactly its limit. The same gateways with instances reused (Workers) keep
 //! their in-memory behaviour.
 
-use edgegate_core::auth::{JwsAlgorithm, PublicKey};
 use edgegate_core::balancer::shared_position_key;
 use edgegate_core::config_store::{version_key, POINTER_KEY};
 use edgegate_core::control::ControlCache;
 use edgegate_core::headers::HeaderList;
 use edgegate_core::pipeline::{Gateway, GatewayResponse, RequestHead, RuntimeSettings};
 use edgegate_core::platform::{
-    ClientCertificate, ClientCertificates, ClientGeo, Clock, CounterCall, CounterReply, Counters,
-    Crypto, Http, HttpRequest, HttpResponse, Instances, Kv, Log, PlatformError, Random, Secrets,
-    SharedCache, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    CounterCall, Counters, SharedCache, UpstreamError, UpstreamResponse,
 };
 use edgegate_core::testing::{FakeBody, FakePlatform};
 use futures::executor::block_on;
@@ -179,22 +176,13 @@ fn failover_still_reaches_the_other_instance_and_the_rotation_goes_on() {
     assert_eq!(hosts(&p), ["b1", "b2", "b2", "b1", "b2"]);
 }
 
-/// The fake platform whose shared cache cannot be reached (reads and writes fail).
-struct NoSharedCache<'a> {
-    inner: &'a FakePlatform,
-    fail_reads: bool,
-}
-
 #[test]
 fn a_shared_cache_outage_falls_back_to_a_random_pick_and_never_fails() {
     for fail_reads in [true, false] {
         let p = platform(&config(&TWO, "round_robin", json!([])), false);
-        let q = NoSharedCache {
-            inner: &p,
-            fail_reads,
-        };
+        p.set_shared_cache_down(fail_reads, true);
         for k in 0..40 {
-            assert_eq!(fresh(&q).status, 200, "request {k}");
+            assert_eq!(fresh(&p).status, 200, "request {k}");
         }
         let hosts = hosts(&p);
         assert!(
@@ -274,153 +262,4 @@ fn a_later_limit_refusing_gives_the_unit_back_to_the_counter_on_fresh_instances(
     }))
     .unwrap();
     assert_eq!(wide.decision.remaining, 3);
-}
-
-// === the platform without a shared cache ===
-
-impl Clock for NoSharedCache<'_> {
-    fn now_ms(&self) -> u64 {
-        self.inner.now_ms()
-    }
-    async fn sleep_ms(&self, ms: u64) {
-        self.inner.sleep_ms(ms).await
-    }
-}
-
-impl Random for NoSharedCache<'_> {
-    fn fill(&self, buf: &mut [u8]) {
-        self.inner.fill(buf);
-    }
-}
-
-impl Log for NoSharedCache<'_> {
-    fn log_line(&self, line: &str) {
-        self.inner.log_line(line);
-    }
-}
-
-impl Kv for NoSharedCache<'_> {
-    async fn get_text(&self, key: &str) -> Result<Option<String>, PlatformError> {
-        self.inner.get_text(key).await
-    }
-    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
-        self.inner.get_bytes(key).await
-    }
-    async fn put_text(&self, key: &str, value: &str) -> Result<(), PlatformError> {
-        self.inner.put_text(key, value).await
-    }
-    async fn put_bytes(&self, key: &str, value: &[u8]) -> Result<(), PlatformError> {
-        self.inner.put_bytes(key, value).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), PlatformError> {
-        self.inner.delete(key).await
-    }
-}
-
-impl Upstream for NoSharedCache<'_> {
-    type Body = FakeBody;
-    type Headers = HeaderList;
-    async fn send(
-        &self,
-        inbound: &HeaderList,
-        req: &UpstreamRequest,
-        body: FakeBody,
-    ) -> Result<UpstreamResponse<FakeBody>, UpstreamError> {
-        self.inner.send(inbound, req, body).await
-    }
-    fn try_clone_body(&self, body: &FakeBody) -> Option<FakeBody> {
-        self.inner.try_clone_body(body)
-    }
-    async fn buffer_body(&self, body: FakeBody, limit: u64) -> Result<FakeBody, PlatformError> {
-        self.inner.buffer_body(body, limit).await
-    }
-    fn empty_body(&self) -> FakeBody {
-        self.inner.empty_body()
-    }
-}
-
-impl Crypto for NoSharedCache<'_> {
-    async fn verify_signature(
-        &self,
-        alg: JwsAlgorithm,
-        key: &PublicKey,
-        signing_input: &[u8],
-        signature: &[u8],
-    ) -> Result<bool, PlatformError> {
-        self.inner
-            .verify_signature(alg, key, signing_input, signature)
-            .await
-    }
-    async fn sign_ed25519(
-        &self,
-        key_id: &str,
-        seed: &[u8; 32],
-        message: &[u8],
-    ) -> Result<Vec<u8>, PlatformError> {
-        self.inner.sign_ed25519(key_id, seed, message).await
-    }
-}
-
-impl Http for NoSharedCache<'_> {
-    async fn fetch_buffered(
-        &self,
-        req: &HttpRequest,
-        max_body: usize,
-    ) -> Result<HttpResponse, PlatformError> {
-        self.inner.fetch_buffered(req, max_body).await
-    }
-}
-
-impl Secrets for NoSharedCache<'_> {
-    fn secret(&self, name: &str) -> Option<String> {
-        self.inner.secret(name)
-    }
-}
-
-impl SharedCache for NoSharedCache<'_> {
-    async fn shared_get(&self, key: &str) -> Result<Option<Vec<u8>>, PlatformError> {
-        if self.fail_reads {
-            return Err(PlatformError("cache unreachable".into()));
-        }
-        self.inner.shared_get(key).await
-    }
-    async fn shared_put(&self, _: &str, _: &[u8], _: u64) -> Result<(), PlatformError> {
-        Err(PlatformError("cache unreachable".into()))
-    }
-}
-
-impl Instances for NoSharedCache<'_> {
-    fn reuses_instances(&self) -> bool {
-        self.inner.reuses_instances()
-    }
-}
-
-impl ClientCertificates for NoSharedCache<'_> {
-    fn supports_client_certificates(&self) -> bool {
-        self.inner.supports_client_certificates()
-    }
-    fn client_certificate(&self) -> Option<ClientCertificate> {
-        self.inner.client_certificate()
-    }
-}
-
-impl ClientGeo for NoSharedCache<'_> {
-    fn client_country(&self) -> Option<String> {
-        self.inner.client_country()
-    }
-}
-
-impl Counters for NoSharedCache<'_> {
-    async fn counter(&self, call: &CounterCall) -> Result<CounterReply, PlatformError> {
-        self.inner.counter(call).await
-    }
-}
-
-impl edgegate_core::platform::Control for NoSharedCache<'_> {
-    async fn control(
-        &self,
-        call: &edgegate_core::control::ControlCall,
-    ) -> Result<edgegate_core::control::ControlReply, PlatformError> {
-        self.inner.control(call).await
-    }
 }
