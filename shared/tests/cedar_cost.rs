@@ -54,5 +54,8 @@ fn cedar_compile_cost() {
         time("compile_policies", 50, || {
             edgegate_core::authz::cedar::compile_policies(&p, &claims, &headers).expect("ok")
         });
+        time("parse_validated_policies", 50, || {
+            edgegate_core::authz::cedar::parse_validated_policies(&p).expect("ok")
+        });
     }
 }
