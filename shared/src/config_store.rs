@@ -14,7 +14,7 @@
 //! reused (Workers) the marker is never read nor written.
 
 use crate::access_log::event_line;
-use crate::config::{compile_for, Capabilities, CompiledConfig, ConfigErrors};
+use crate::config::{compile_for_with, Capabilities, CompiledConfig, ConfigErrors, Validation};
 use crate::platform::{ClientCertificates, Clock, Instances, Kv, Log};
 use serde_json::json;
 use std::cell::RefCell;
@@ -59,30 +59,68 @@ pub struct ServingMarker {
     pub rejected: Option<String>,
 }
 
+/// The marker as stored: [`ServingMarker`] and the SHA-256 (hex) of the text of its version
+/// that compiled with full validation, so that later requests recompile that same text
+/// without repeating the checks ([`Validation::PreviouslyValidated`]); other text under the
+/// same version id is validated again.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct StoredMarker {
+    #[serde(flatten)]
+    marker: ServingMarker,
+    #[serde(default)]
+    validated: Option<String>,
+}
+
+/// The hex SHA-256 of a config text, as [`StoredMarker::validated`] records it.
+fn text_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl ServingMarker {
     /// Reads the marker. An absent key, an unreadable store or a value that is not a marker
     /// all read as the empty marker (the request then behaves as a first activation: it may
     /// log `config_activated` with `previous: null` once more, and has no version to fall
     /// back to); a store error is logged as `config_store_error`.
     pub async fn read<P: Kv + Clock + Log>(p: &P) -> ServingMarker {
+        StoredMarker::read(p).await.marker
+    }
+}
+
+impl StoredMarker {
+    async fn read<P: Kv + Clock + Log>(p: &P) -> StoredMarker {
         match p.get_text(SERVING_KEY).await {
             Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_default(),
-            Ok(None) => ServingMarker::default(),
+            Ok(None) => StoredMarker::default(),
             Err(e) => {
                 p.log_line(&event_line(
                     "config_store_error",
                     p.now_ms(),
                     json!({"key": SERVING_KEY, "error": e.0}),
                 ));
-                ServingMarker::default()
+                StoredMarker::default()
             }
         }
+    }
+
+    /// Whether `text` is the text of `version` this marker records as validated.
+    fn validated(&self, version: &str, text: &str) -> bool {
+        self.marker.version.as_deref() == Some(version)
+            && self.validated.as_deref() == Some(text_digest(text).as_str())
     }
 
     /// Writes the marker. A failed write is logged (`config_store_error`) and otherwise
     /// ignored: the request is served all the same, and the next one writes again.
     async fn write<P: Kv + Clock + Log>(&self, p: &P) {
-        let text = json!({"version": self.version, "rejected": self.rejected}).to_string();
+        let text = json!({
+            "version": self.marker.version,
+            "rejected": self.marker.rejected,
+            "validated": self.validated,
+        })
+        .to_string();
         if let Err(e) = p.put_text(SERVING_KEY, &text).await {
             p.log_line(&event_line(
                 "config_store_error",
@@ -141,10 +179,22 @@ impl ConfigStore {
         text: &str,
         version: &str,
     ) -> Result<CompiledConfig, ConfigErrors> {
+        self.compile_with(p, text, version, Validation::Full)
+    }
+
+    /// [`Self::compile`] with the given [`Validation`]: [`Validation::PreviouslyValidated`]
+    /// only where this store recompiles text it validated before (fresh instances).
+    fn compile_with<P: ClientCertificates>(
+        &self,
+        p: &P,
+        text: &str,
+        version: &str,
+        validation: Validation,
+    ) -> Result<CompiledConfig, ConfigErrors> {
         let caps = Capabilities {
             client_certificates: p.supports_client_certificates(),
         };
-        let config = compile_for(text, version, caps)?;
+        let config = compile_for_with(text, version, caps, validation)?;
         match &self.admin {
             Some(admin) => admin.check_config(text).map(|()| config),
             None => Ok(config),
@@ -325,16 +375,17 @@ impl ConfigStore {
         if self.active_version().as_deref() == Some(pointer.as_str()) {
             return RefreshOutcome::Unchanged(pointer);
         }
-        let marker = ServingMarker::read(p).await;
+        let stored = StoredMarker::read(p).await;
+        let marker = stored.marker.clone();
         if marker.rejected.as_deref() == Some(pointer.as_str()) {
-            self.serve_marker(p, &marker).await;
+            self.serve_marker(p, &stored).await;
             return RefreshOutcome::Rejected(pointer, 0);
         }
         let key = version_key(&pointer);
         let text = match p.get_text(&key).await {
             Ok(Some(t)) => t,
             Ok(None) => {
-                self.serve_marker(p, &marker).await;
+                self.serve_marker(p, &stored).await;
                 p.log_line(&event_line(
                     "config_version_missing",
                     p.now_ms(),
@@ -348,14 +399,23 @@ impl ConfigStore {
                     p.now_ms(),
                     json!({"key": key, "error": e.0}),
                 ));
-                self.serve_marker(p, &marker).await;
+                self.serve_marker(p, &stored).await;
                 return RefreshOutcome::StoreError(e.0);
             }
         };
         if self.active_version().as_deref() == Some(pointer.as_str()) {
             return RefreshOutcome::Unchanged(pointer);
         }
-        match self.compile(p, &text, &pointer) {
+        // The text the marker records as validated (this version's last good text) is compiled
+        // without repeating the checks; anything else (a new version, or other text under
+        // this id) gets every check.
+        let known = stored.validated(&pointer, &text);
+        let validation = if known {
+            Validation::PreviouslyValidated
+        } else {
+            Validation::Full
+        };
+        match self.compile_with(p, &text, &pointer, validation) {
             Ok(cfg) => {
                 let in_memory = {
                     let mut s = self.state.borrow_mut();
@@ -366,7 +426,16 @@ impl ConfigStore {
                 };
                 if marker.version.as_deref() == Some(pointer.as_str()) {
                     // The steady state: no log, no write. (A rejection the marker records
-                    // stays recorded, as in memory where instances are reused.)
+                    // stays recorded, as in memory where instances are reused.) The first
+                    // full compile of this text records its digest, once.
+                    if !known {
+                        StoredMarker {
+                            marker,
+                            validated: Some(text_digest(&text)),
+                        }
+                        .write(p)
+                        .await;
+                    }
                     return RefreshOutcome::Unchanged(pointer);
                 }
                 let previous = marker.version.or(in_memory);
@@ -375,25 +444,31 @@ impl ConfigStore {
                     p.now_ms(),
                     json!({"version": pointer, "previous": previous}),
                 ));
-                ServingMarker {
-                    version: Some(pointer.clone()),
-                    rejected: None,
+                StoredMarker {
+                    marker: ServingMarker {
+                        version: Some(pointer.clone()),
+                        rejected: None,
+                    },
+                    validated: Some(text_digest(&text)),
                 }
                 .write(p)
                 .await;
                 RefreshOutcome::Activated(pointer)
             }
             Err(errors) => {
-                self.serve_marker(p, &marker).await;
+                self.serve_marker(p, &stored).await;
                 let n = errors.0.len();
                 let shown: Vec<_> = errors.0.iter().take(50).collect();
                 p.log_line(&event_line("config_rejected", p.now_ms(), json!({
                     "version": pointer, "error_count": n, "errors": shown, "serving": self.active_version(),
                 })));
                 self.state.borrow_mut().rejected = Some(pointer.clone());
-                ServingMarker {
-                    version: marker.version,
-                    rejected: Some(pointer.clone()),
+                StoredMarker {
+                    marker: ServingMarker {
+                        version: marker.version,
+                        rejected: Some(pointer.clone()),
+                    },
+                    validated: stored.validated,
                 }
                 .write(p)
                 .await;
@@ -409,9 +484,9 @@ impl ConfigStore {
     async fn serve_marker<P: Kv + Clock + Log + ClientCertificates>(
         &self,
         p: &P,
-        marker: &ServingMarker,
+        stored: &StoredMarker,
     ) {
-        let Some(version) = marker.version.as_deref() else {
+        let Some(version) = stored.marker.version.as_deref() else {
             return;
         };
         if self.state.borrow().active.is_some() {
@@ -430,7 +505,12 @@ impl ConfigStore {
                 return;
             }
         };
-        if let Ok(cfg) = self.compile(p, &text, version) {
+        let validation = if stored.validated(version, &text) {
+            Validation::PreviouslyValidated
+        } else {
+            Validation::Full
+        };
+        if let Ok(cfg) = self.compile_with(p, &text, version, validation) {
             let mut s = self.state.borrow_mut();
             if s.active.is_none() {
                 s.active = Some(Rc::new(cfg));

@@ -85,7 +85,7 @@ pub fn schema_text(claims: &[ClaimPath], headers: &[String]) -> String {
 }
 
 /// Parses `policies` and validates them (strict mode) against the schema for these claims
-/// and headers. Runs at config compile time.
+/// and headers. Runs at config compile time, for every version not validated before.
 ///
 /// Errors: every parse or validation problem, as messages (each names the policy, e.g.
 /// `policy0`, or its `@id` annotation).
@@ -97,6 +97,28 @@ pub fn compile_policies(
     let schema_src = schema_text(claims, headers);
     let (schema, _warnings) = Schema::from_cedarschema_str(&schema_src)
         .map_err(|e| vec![format!("claim or header names do not form a schema: {e}")])?;
+    let set = parse_policies(policies)?;
+    let result = Validator::new(schema).validate(&set, ValidationMode::Strict);
+    if !result.validation_passed() {
+        return Err(result
+            .validation_errors()
+            .map(|e| format!("does not validate: {e}"))
+            .collect());
+    }
+    Ok(set)
+}
+
+/// Parses `policies` of a config version that [`compile_policies`] accepted before, without
+/// building the schema or validating again (building the schema from its text is most of the
+/// fixed cost of compiling a rule). Only for text already validated: a fresh-instance host
+/// recompiles its last good version on every request.
+///
+/// Errors: the parse problems and the empty set, as [`compile_policies`] reports them.
+pub fn parse_validated_policies(policies: &str) -> Result<PolicySet, Vec<String>> {
+    parse_policies(policies)
+}
+
+fn parse_policies(policies: &str) -> Result<PolicySet, Vec<String>> {
     let set = PolicySet::from_str(policies).map_err(|e| {
         let mut out = vec![format!("does not parse: {e}")];
         if let Some(causes) = std::error::Error::source(&e) {
@@ -108,13 +130,6 @@ pub fn compile_policies(
         return Err(vec![
             "no policies (a rule without policies denies everything)".into(),
         ]);
-    }
-    let result = Validator::new(schema).validate(&set, ValidationMode::Strict);
-    if !result.validation_passed() {
-        return Err(result
-            .validation_errors()
-            .map(|e| format!("does not validate: {e}"))
-            .collect());
     }
     Ok(set)
 }

@@ -216,7 +216,12 @@ fn abac(
         &format!("{path}.roles_claim"),
         cx,
     );
-    let policies = match crate::authz::cedar::compile_policies(&spec.policies, &claims, &headers) {
+    let compiled = if cx.validated_before {
+        crate::authz::cedar::parse_validated_policies(&spec.policies)
+    } else {
+        crate::authz::cedar::compile_policies(&spec.policies, &claims, &headers)
+    };
+    let policies = match compiled {
         Ok(set) => set,
         Err(errors) => {
             for e in errors {

@@ -21,6 +21,30 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 ///
 /// Errors: every problem found, each with its JSON path; nothing is partially activated.
 pub fn compile(text: &str, version: &str) -> Result<CompiledConfig, ConfigErrors> {
+    compile_with(text, version, Validation::Full)
+}
+
+/// How much of the checking a compile repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// Every check: for every version not known to be valid (activation, the Registry sync,
+    /// the admin API's and the CLI's validate).
+    Full,
+    /// For text that compiled with [`Validation::Full`] before (a fresh-instance host
+    /// recompiling its last good version per request): the same config, minus the checks
+    /// that cannot change the result for the same text — today the strict validation of Cedar
+    /// policies against their schema (they are still parsed).
+    PreviouslyValidated,
+}
+
+/// [`compile`] with the given [`Validation`].
+///
+/// Errors: as [`compile`].
+pub fn compile_with(
+    text: &str,
+    version: &str,
+    validation: Validation,
+) -> Result<CompiledConfig, ConfigErrors> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ConfigErrors(vec![ConfigError::new("$", format!("not valid JSON: {e}"))]))?;
     // `Value` keeps only the last of repeated keys; such a document is ambiguous (RFC 8259
@@ -40,7 +64,7 @@ pub fn compile(text: &str, version: &str) -> Result<CompiledConfig, ConfigErrors
             return Err(ConfigErrors(errors));
         }
     };
-    match compile_document(&doc, version) {
+    match compile_document_with(&doc, version, validation) {
         Ok(cfg) if errors.is_empty() => Ok(cfg),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(ConfigErrors(more)) => {
@@ -131,6 +155,9 @@ pub(super) struct Ctx {
     pub(super) errors: Vec<ConfigError>,
     /// Paths of the auth sections that accept mTLS (refused on platforms without it).
     pub(super) mtls_paths: Vec<String>,
+    /// The text compiled with full validation before ([`Validation::PreviouslyValidated`]):
+    /// checks that only reject (Cedar's strict validation) are skipped.
+    pub(super) validated_before: bool,
 }
 
 impl Ctx {
@@ -161,9 +188,18 @@ pub fn compile_document(
     doc: &ConfigDocument,
     version: &str,
 ) -> Result<CompiledConfig, ConfigErrors> {
+    compile_document_with(doc, version, Validation::Full)
+}
+
+fn compile_document_with(
+    doc: &ConfigDocument,
+    version: &str,
+    validation: Validation,
+) -> Result<CompiledConfig, ConfigErrors> {
     let mut cx = Ctx {
         errors: Vec::new(),
         mtls_paths: Vec::new(),
+        validated_before: validation == Validation::PreviouslyValidated,
     };
 
     let mut settings = compile_gateway(&doc.gateway, &mut cx);
@@ -483,6 +519,7 @@ pub fn compile_document(
                 &mut Ctx {
                     errors: Vec::new(),
                     mtls_paths: Vec::new(),
+                    validated_before: cx.validated_before,
                 },
             )),
             (None, None) => None,

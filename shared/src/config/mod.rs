@@ -10,7 +10,7 @@ mod error;
 mod ratelimit;
 pub mod spec;
 
-pub use compile::{compile, compile_document};
+pub use compile::{compile, compile_document, compile_with, Validation};
 pub use compiled::{
     Api, CompiledConfig, Environment, GatewaySettings, ResolvedRoute, Route, UpstreamPolicy,
 };
@@ -31,7 +31,20 @@ pub fn compile_for(
     version: &str,
     caps: Capabilities,
 ) -> Result<CompiledConfig, ConfigErrors> {
-    let config = compile(text, version)?;
+    compile_for_with(text, version, caps, Validation::Full)
+}
+
+/// [`compile_for`] with the given [`Validation`] ([`Validation::PreviouslyValidated`] only
+/// for text that compiled with [`Validation::Full`] before).
+///
+/// Errors: as [`compile_for`].
+pub fn compile_for_with(
+    text: &str,
+    version: &str,
+    caps: Capabilities,
+    validation: Validation,
+) -> Result<CompiledConfig, ConfigErrors> {
+    let config = compile_with(text, version, validation)?;
     if !caps.client_certificates && !config.mtls_paths().is_empty() {
         return Err(ConfigErrors(
             config
