@@ -34,12 +34,14 @@ const COUNTER_PREFIX: &str = "edgegate:counter:";
 /// Key-value key prefix of rate-limit counters when there is no Redis
 /// (`edgegate-counter:<counter key>`).
 const COUNTER_KV_PREFIX: &str = "edgegate-counter:";
-/// Without Redis, about one counter write in this many also sweeps the store for counters
-/// whose state has expired (key-value has no TTL; a client that never comes back would leave
-/// its key forever).
-const COUNTER_SWEEP_ONE_IN: u64 = 512;
-/// At most this many counter keys are read by one sweep (the rest wait for the next).
-const COUNTER_SWEEP_MAX_KEYS: usize = 256;
+/// About one write in this many (of key-value counters without Redis, and of shared-cache
+/// entries) also sweeps the store for entries of the same kind that have expired: key-value has
+/// no TTL, so a client that never comes back, or a token seen once, would leave its key
+/// forever.
+const SWEEP_ONE_IN: u64 = 512;
+/// At most this many keys are read by one sweep, from a random place in the key list (the
+/// rest wait for later sweeps).
+const SWEEP_MAX_KEYS: usize = 256;
 /// Redis key prefix of the emergency overrides (`edgegate:control:global`), and their
 /// key-value key prefix when there is no Redis (`edgegate-control:global`).
 const CONTROL_REDIS_PREFIX: &str = "edgegate:control:";
@@ -182,30 +184,39 @@ impl SpinPlatform {
                     .map_err(|e| PlatformError(format!("counter state: {e}")))?;
                 self.put_bytes(&key, &raw).await?;
             }
-            if self.next_u64().is_multiple_of(COUNTER_SWEEP_ONE_IN) {
-                self.sweep_kv_counters(now);
+            if self.next_u64().is_multiple_of(SWEEP_ONE_IN) {
+                self.sweep(COUNTER_KV_PREFIX, |key, raw| {
+                    !matches!(decode_kv_counter(key, raw, now), Ok(Some(_)))
+                });
             }
         }
         Ok(reply)
     }
 
-    /// Deletes key-value counters whose state has expired (at most
-    /// [`COUNTER_SWEEP_MAX_KEYS`] read). Best effort: errors end the sweep silently (the
-    /// counter call it rides on has already succeeded).
-    fn sweep_kv_counters(&self, now: u64) {
+    /// Deletes keys under `prefix` whose value `expired(key, value)` says has expired: at
+    /// most [`SWEEP_MAX_KEYS`] read, starting at a random place among the prefix's keys (so
+    /// live keys at the front do not hide expired ones behind them). Best effort: errors end
+    /// the sweep silently (the write it rides on has already succeeded).
+    fn sweep(&self, prefix: &str, expired: impl Fn(&str, &[u8]) -> bool) {
         let Ok(store) = self.store() else { return };
         let Ok(keys) = store.get_keys() else { return };
+        let keys: Vec<&String> = keys.iter().filter(|k| k.starts_with(prefix)).collect();
+        if keys.is_empty() {
+            return;
+        }
+        let start = (self.next_u64() % keys.len() as u64) as usize;
         for key in keys
             .iter()
-            .filter(|k| k.starts_with(COUNTER_KV_PREFIX))
-            .take(COUNTER_SWEEP_MAX_KEYS)
+            .cycle()
+            .skip(start)
+            .take(SWEEP_MAX_KEYS.min(keys.len()))
         {
-            let expired = match store.get(key) {
-                Ok(Some(raw)) => !matches!(decode_kv_counter(key, &raw, now), Ok(Some(_))),
+            let gone = match store.get(key) {
+                Ok(Some(raw)) => expired(key, &raw),
                 Ok(None) => false,
                 Err(_) => return,
             };
-            if expired && store.delete(key).is_err() {
+            if gone && store.delete(key).is_err() {
                 return;
             }
         }
@@ -522,13 +533,23 @@ impl SharedCache for SpinPlatform {
         Ok((u64::from_be_bytes(*expiry) > self.now_ms()).then(|| value.to_vec()))
     }
 
+    /// Stores `value` with its expiry in front; about one put in [`SWEEP_ONE_IN`] also deletes
+    /// expired entries (a verified token's record, a round-robin position of a removed pool).
     async fn shared_put(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), PlatformError> {
-        let expiry = self.now_ms().saturating_add(ttl_s.saturating_mul(1000));
+        let now = self.now_ms();
+        let expiry = now.saturating_add(ttl_s.saturating_mul(1000));
         let mut raw = expiry.to_be_bytes().to_vec();
         raw.extend_from_slice(value);
         self.store()?
             .set(&format!("{CACHE_PREFIX}{key}"), &raw)
-            .map_err(|e| PlatformError(format!("key-value set: {e:?}")))
+            .map_err(|e| PlatformError(format!("key-value set: {e:?}")))?;
+        if self.next_u64().is_multiple_of(SWEEP_ONE_IN) {
+            self.sweep(CACHE_PREFIX, |_, raw| {
+                raw.split_first_chunk::<8>()
+                    .is_none_or(|(expiry, _)| u64::from_be_bytes(*expiry) <= now)
+            });
+        }
+        Ok(())
     }
 }
 
