@@ -8,11 +8,13 @@
 //! | `GET /kv/{store}/{key}` | 200 with the value's bytes, or 404 |
 //! | `PUT /kv/{store}/{key}` (body: the value) | 204 |
 //! | `DELETE /kv/{store}/{key}` | 204 (also when absent) |
+//! | `POST /cron` | runs the component's `handle-cron-event` once on a fresh instance, as the spin-trigger-cron plugin does on each tick: 204, or 500 with the error |
 //!
 //! `{store}` and `{key}` are percent-decoded (`config%3Aactive` and `config:active` are the
 //! same key). An unknown store is 404; a write that cannot be persisted is 500.
 
 use crate::kv::KvError;
+use crate::server::Host;
 use crate::state::Shared;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -22,16 +24,16 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::io::TokioIo;
 
 /// Serves the admin endpoint on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, host: Arc<Host>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
-        let shared = shared.clone();
+        let host = host.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(req, &shared).await) }
+                let host = host.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(req, &host).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -46,11 +48,25 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(req: Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+async fn handle(req: Request<hyper::body::Incoming>, host: &Host) -> Response<Full<Bytes>> {
+    let shared: &Shared = host.shared();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if path == "/health" {
         return reply(StatusCode::OK, "ok");
+    }
+    if path == "/cron" {
+        if method != Method::POST {
+            return reply(StatusCode::METHOD_NOT_ALLOWED, "");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        return match host.cron_event(now).await {
+            Ok(()) => reply(StatusCode::NO_CONTENT, ""),
+            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        };
     }
     let Some(rest) = path.strip_prefix("/kv/") else {
         return reply(StatusCode::NOT_FOUND, "unknown admin path");

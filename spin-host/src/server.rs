@@ -10,7 +10,7 @@ use hyper::server::conn::http1;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker, Val};
 use wasmtime::error::Context as _;
 use wasmtime::Result;
 use wasmtime::{Config, Engine, Store};
@@ -23,6 +23,8 @@ use wasmtime_wasi_http::WasiHttpView as _;
 /// A compiled component and the host state every request shares.
 pub struct Host {
     pre: ProxyPre<RequestState>,
+    /// The same linked component, for exports other than the HTTP handler (`/cron`).
+    instance_pre: InstancePre<RequestState>,
     shared: Arc<Shared>,
 }
 
@@ -45,11 +47,10 @@ impl Host {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         crate::bindings::Host_::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |s| s)?;
-        let pre = ProxyPre::new(
-            linker
-                .instantiate_pre(&component)
-                .context("linking the component (an import this host lacks?)")?,
-        )?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .context("linking the component (an import this host lacks?)")?;
+        let pre = ProxyPre::new(instance_pre.clone())?;
 
         let kv = KvStores::open(&config.kv_stores, config.kv_dir.as_deref())
             .map_err(|e| wasmtime::format_err!("opening key-value stores: {e}"))?;
@@ -62,12 +63,40 @@ impl Host {
             variables: config.variables.clone(),
             allowed: Arc::new(config.allowed_outbound_hosts.clone()),
         });
-        Ok(Self { pre, shared })
+        Ok(Self {
+            pre,
+            instance_pre,
+            shared,
+        })
     }
 
     /// The state shared by every request (the admin endpoint works on its stores).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Runs the component's `handle-cron-event` export (the spin-trigger-cron plugin's world,
+    /// `fermyon:spin-cron@2.0.0`: `func(metadata: record { timestamp: u64 }) -> result<_,
+    /// variant { other(string) }>`) once on a fresh instance, as the plugin does on each tick.
+    ///
+    /// Errors: the component has no such export, it traps, or it returns its error.
+    pub async fn cron_event(&self, timestamp: u64) -> Result<()> {
+        let mut store = Store::new(self.pre.engine(), RequestState::new(self.shared.clone()));
+        let instance = self.instance_pre.instantiate_async(&mut store).await?;
+        let func = instance
+            .get_func(&mut store, "handle-cron-event")
+            .context("the component exports no handle-cron-event")?;
+        let metadata = Val::Record(vec![("timestamp".into(), Val::U64(timestamp))]);
+        let mut results = [Val::Bool(false)];
+        func.call_async(&mut store, &[metadata], &mut results)
+            .await?;
+        match &results[0] {
+            Val::Result(Ok(_)) => Ok(()),
+            Val::Result(Err(e)) => Err(wasmtime::format_err!("handle-cron-event failed: {e:?}")),
+            other => Err(wasmtime::format_err!(
+                "handle-cron-event returned {other:?}"
+            )),
+        }
     }
 
     /// Runs one request on a fresh instance and returns the component's response.
@@ -182,7 +211,7 @@ pub async fn run(config: HostConfig) -> Result<()> {
         "admin": admin.local_addr()?.to_string(),
     });
     println!("{line}");
-    tokio::spawn(crate::admin::serve(admin, host.shared().clone()));
+    tokio::spawn(crate::admin::serve(admin, host.clone()));
     loop {
         let (tcp, client) = match listener.accept().await {
             Ok(c) => c,

@@ -5,9 +5,8 @@
 //! without waiting for the Registry, the sync runs behind it, a later request sees the new
 //! version, and requests within the interval do not call the Registry again.
 //!
-//! The `spin-trigger-cron` plugin's component (`fermyon:spin-cron`) is not something this
-//! host can run (it runs `wasi:http/incoming-handler` only); the tick is tested through the
-//! HTTP component.
+//! The same component also exports the spin-trigger-cron plugin's `handle-cron-event`; the
+//! host's admin `POST /cron` calls it as the plugin does on each tick (last test).
 
 mod support;
 
@@ -291,4 +290,53 @@ fn with_the_interval_at_zero_requests_never_call_the_registry() {
     assert_eq!(registry.hits(), 0);
     let (status, _) = http(host.admin, "GET", "/kv/default/registry%3Atick-lease", b"");
     assert_eq!(status, 404, "no lease without a tick");
+}
+
+#[test]
+fn a_cron_tick_through_the_plugins_export_syncs_and_logs_config_check() {
+    let name = "a_cron_tick_through_the_plugins_export_syncs_and_logs_config_check";
+    let Some(cli) = cli() else {
+        support::skip(
+            name,
+            "no operator CLI: build it (cargo build -p edgegate-cli) or set EDGEGATE_CLI",
+        );
+        return;
+    };
+    let backend = Backend::start("ok");
+    let dir = support::temp_dir("tick-cron");
+    let (bundle, public) = signed_bundle(&cli, &dir, &backend);
+    let registry = MockRegistry::start(bundle, Duration::ZERO);
+    // The lazy tick off: only the cron export syncs.
+    let host = start(
+        "tick-cron-host",
+        &backend,
+        &registry,
+        &public,
+        &[("--variable", "edgegate_sync_interval_s=0")],
+    );
+    assert_eq!(http(host.http, "GET", "/users-api/v2/users/1", b"").0, 200);
+    assert_eq!(registry.hits(), 0);
+
+    let (status, body) = http(host.admin, "POST", "/cron", b"");
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(registry.hits(), 1, "the cron tick asked the Registry once");
+    assert_eq!(http(host.http, "GET", "/people/v2/users/1", b"").0, 200);
+    assert_eq!(http(host.http, "GET", "/users-api/v2/users/1", b"").0, 404);
+    assert!(
+        eventually(Duration::from_secs(5), || host
+            .output
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(r#""event":"config_check""#)
+                && l.contains(r#""trigger":"cron""#)
+                && l.contains(r#""result":"activated""#))),
+        "no config_check line of the cron tick"
+    );
+
+    // A second tick: the Registry answers 304, nothing changes.
+    let (status, body) = http(host.admin, "POST", "/cron", b"");
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(registry.hits(), 2);
+    assert_eq!(http(host.http, "GET", "/people/v2/users/1", b"").0, 200);
 }

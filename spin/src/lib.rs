@@ -16,7 +16,9 @@
 //! emergency overrides, and the Workers host's admin and Registry settings under the same
 //! names in lower case (`EDGEGATE_ADMIN_TOKEN` → `edgegate_admin_token`, see [`variable`]).
 //!
-//! Spin's HTTP trigger has no scheduler: after the response is sent, the instance runs the
+//! The component also exports the spin-trigger-cron plugin's `handle-cron-event` ([`cron`]),
+//! which runs the same scheduled work on each cron tick. Without the plugin, Spin's HTTP
+//! trigger has no scheduler: after the response is sent, the instance runs the
 //! core's lazy tick ([`Gateway::tick_if_due`]: Registry sync, snapshot, JWKS prefetch — what
 //! the Workers cron does every minute), at most once per `edgegate_sync_interval_s` (default
 //! 60) and one at a time across instances (a lease in key-value). The client has its whole
@@ -28,6 +30,7 @@
 
 mod body;
 mod convert;
+mod cron;
 mod platform;
 mod timer;
 
