@@ -292,27 +292,9 @@ impl ConfigStore {
                 return RefreshOutcome::Rejected(pointer, 0);
             }
         }
-        let key = version_key(&pointer);
-        let text = match p.get_text(&key).await {
-            Ok(Some(t)) => t,
-            Ok(None) => {
-                // KV is eventually consistent per key: a location can see the pointer before
-                // the document. Not remembered as rejected, so the next refresh reads it again.
-                p.log_line(&event_line(
-                    "config_version_missing",
-                    p.now_ms(),
-                    json!({"version": pointer, "key": key, "serving": self.active_version()}),
-                ));
-                return RefreshOutcome::Missing(pointer);
-            }
-            Err(e) => {
-                p.log_line(&event_line(
-                    "config_store_error",
-                    p.now_ms(),
-                    json!({"key": key, "error": e.0}),
-                ));
-                return RefreshOutcome::StoreError(e.0);
-            }
+        let text = match read_version(p, &pointer).await {
+            Ok(t) => t,
+            Err(unreadable) => return self.unreadable(p, pointer, unreadable),
         };
         // Requests that started together on a cold isolate all read the document; the first
         // to get here compiles it (compiling is synchronous), the others find it active.
@@ -381,26 +363,12 @@ impl ConfigStore {
             self.serve_marker(p, &stored).await;
             return RefreshOutcome::Rejected(pointer, 0);
         }
-        let key = version_key(&pointer);
-        let text = match p.get_text(&key).await {
-            Ok(Some(t)) => t,
-            Ok(None) => {
+        let text = match read_version(p, &pointer).await {
+            Ok(t) => t,
+            Err(unreadable) => {
+                // The marker's version serves meanwhile (the missing line names it).
                 self.serve_marker(p, &stored).await;
-                p.log_line(&event_line(
-                    "config_version_missing",
-                    p.now_ms(),
-                    json!({"version": pointer, "key": key, "serving": self.active_version()}),
-                ));
-                return RefreshOutcome::Missing(pointer);
-            }
-            Err(e) => {
-                p.log_line(&event_line(
-                    "config_store_error",
-                    p.now_ms(),
-                    json!({"key": key, "error": e.0}),
-                ));
-                self.serve_marker(p, &stored).await;
-                return RefreshOutcome::StoreError(e.0);
+                return self.unreadable(p, pointer, unreadable);
             }
         };
         if self.active_version().as_deref() == Some(pointer.as_str()) {
@@ -518,11 +486,59 @@ impl ConfigStore {
         }
     }
 
+    /// Logs why the pointer's version document could not be read and says what the refresh
+    /// did: `config_version_missing` (with the version serving meanwhile) or
+    /// `config_store_error`. A missing document is not remembered as rejected: KV is eventually
+    /// consistent per key (a location can see the pointer before the document), so the next
+    /// refresh reads it again.
+    fn unreadable<P: Clock + Log>(
+        &self,
+        p: &P,
+        pointer: String,
+        unreadable: Unreadable,
+    ) -> RefreshOutcome {
+        match unreadable {
+            Unreadable::Missing(key) => {
+                p.log_line(&event_line(
+                    "config_version_missing",
+                    p.now_ms(),
+                    json!({"version": pointer, "key": key, "serving": self.active_version()}),
+                ));
+                RefreshOutcome::Missing(pointer)
+            }
+            Unreadable::StoreError(key, error) => {
+                p.log_line(&event_line(
+                    "config_store_error",
+                    p.now_ms(),
+                    json!({"key": key, "error": error}),
+                ));
+                RefreshOutcome::StoreError(error)
+            }
+        }
+    }
+
     fn active_version(&self) -> Option<String> {
         self.state
             .borrow()
             .active
             .as_ref()
             .map(|a| a.version().to_string())
+    }
+}
+
+/// Why a version's document could not be read: (its key) it is not in the store, or (its
+/// key, the error) the store failed.
+enum Unreadable {
+    Missing(String),
+    StoreError(String, String),
+}
+
+/// The text of version `version` (`config:version:<id>`). Errors: [`Unreadable`].
+async fn read_version<P: Kv>(p: &P, version: &str) -> Result<String, Unreadable> {
+    let key = version_key(version);
+    match p.get_text(&key).await {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(Unreadable::Missing(key)),
+        Err(e) => Err(Unreadable::StoreError(key, e.0)),
     }
 }
